@@ -1,0 +1,176 @@
+"""Step-size control: error norms, the initial step, and the I/PI/PID controllers.
+
+Everything here works on Python floats except the norms, which reduce a tensor to one number. That reduction is
+the solver's single host synchronisation per step: the accept/reject decision needs the number on the host, and
+doing the controller arithmetic there (rather than in tiny device kernels) costs no kernel launches at all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .errors import InvalidArgumentError
+
+# A norm maps a flat (1-D) tensor of scaled errors, error / (atol + rtol * |y|), to a non-negative float.
+Norm = Callable[[torch.Tensor], float]
+
+
+def rms_norm(x: torch.Tensor) -> float:
+    """Root mean square: Hairer, Norsett & Wanner I, eq. (4.11). Host sync."""
+    return torch.linalg.vector_norm(x).item() / math.sqrt(max(x.numel(), 1))
+
+
+def max_norm(x: torch.Tensor) -> float:
+    """Largest absolute scaled error. Host sync."""
+    return torch.linalg.vector_norm(x, ord=math.inf).item()
+
+
+@dataclass(frozen=True)
+class PrefixRMSNorm:
+    """RMS over the first ``size`` entries only: the adjoint's seminorm (Kidger, Chen & Lyons 2021).
+
+    The adjoint state is flattened as (state, adjoint of the state, parameter gradients); the last block is an
+    integral that nothing else depends on, so leaving it out of error control keeps the accuracy of what matters
+    and lets the backward solve take larger steps.
+    """
+
+    size: int
+
+    def __call__(self, x: torch.Tensor) -> float:
+        return rms_norm(x[: self.size])
+
+
+@dataclass(frozen=True)
+class StructuredNorm:
+    """A user's norm callable, given the scaled error shaped like ``y0`` (a tensor or a tuple of tensors)."""
+
+    user_norm: Callable
+    unflatten: Callable[[torch.Tensor], object]
+
+    def __call__(self, x: torch.Tensor) -> float:
+        return float(self.user_norm(self.unflatten(x)))
+
+
+NAMED_NORMS: dict[str, Norm] = {"rms": rms_norm, "max": max_norm}
+
+
+def scaled_error_norm(
+    error: torch.Tensor, y_old_abs: torch.Tensor, y_new_abs: torch.Tensor, rtol: float, atol: float, norm: Norm
+) -> float:
+    """``norm(error / (atol + rtol * max(|y_old|, |y_new|)))``, reusing the caller's ``|y|``; overwrites ``error``.
+
+    Runs without autograd: the error estimate steers the step size and is never differentiated.
+    """
+    with torch.no_grad():
+        scale = torch.maximum(y_old_abs, y_new_abs).mul_(rtol).add_(atol)
+        return norm(error.div_(scale))
+
+
+def initial_step(
+    func: Callable[[float, torch.Tensor], torch.Tensor],
+    t0: float,
+    y0: torch.Tensor,
+    f0: torch.Tensor,
+    direction: float,
+    error_order: int,
+    rtol: float,
+    atol: float,
+    norm: Norm,
+) -> float:
+    """Hairer, Norsett & Wanner, Solving ODEs I (2nd ed.), section II.4, "Automatic step size control".
+
+    Returns a positive step size; costs one evaluation of ``func``.
+    """
+    with torch.no_grad():
+        scale = y0.abs().mul_(rtol).add_(atol)
+        d0 = norm(y0 / scale)
+        d1 = norm(f0 / scale)
+        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+        y1 = y0 + (direction * h0) * f0
+        f1 = func(t0 + direction * h0, y1)
+        d2 = norm((f1 - f0).div_(scale)) / h0
+    if max(d1, d2) <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (error_order + 1))
+    return min(100.0 * h0, h1)
+
+
+CONTROLLER_PRESETS: dict[str, tuple[float, float, float]] = {
+    # (pcoeff, icoeff, dcoeff), in the convention of Soderlind (2003) as used by diffrax's PIDController.
+    "integral": (0.0, 1.0, 0.0),
+    "pi": (1.0 / 6.0, 1.0 / 6.0, 0.0),  # H211PI
+    "pid": (1.0 / 18.0, 1.0 / 9.0, 1.0 / 18.0),  # H312PID
+}
+
+
+class StepSizeController:
+    """Proposes the next step size from the error ratios of the last steps (I, PI or PID control).
+
+    With error ratios ``e_n`` (this step), ``e_{n-1}``, ``e_{n-2}`` (the previous accepted ones) and ``k`` one
+    more than the order of the error estimate, the step size is multiplied by
+
+        safety * e_n^-(p+i+d)/k * e_{n-1}^((p+2d)/k) * e_{n-2}^(-d/k),
+
+    clipped to ``[dfactor, ifactor]`` (to ``[dfactor, 1]`` after a rejection, where only the integral term is
+    used). ``(p, i, d) = (0, 1, 0)`` is the classical integral controller (Hairer, Norsett & Wanner I, II.4);
+    PI/PID control (Gustafsson 1991; Soderlind 2003) damps the step-size oscillations it can show.
+    """
+
+    def __init__(
+        self,
+        error_order: int,
+        *,
+        safety: float,
+        ifactor: float,
+        dfactor: float,
+        pcoeff: float,
+        icoeff: float,
+        dcoeff: float,
+    ):
+        k = error_order + 1
+        self.k = k
+        self.beta1 = (pcoeff + icoeff + dcoeff) / k
+        self.beta2 = -(pcoeff + 2.0 * dcoeff) / k
+        self.beta3 = dcoeff / k
+        self.safety, self.ifactor, self.dfactor = safety, ifactor, dfactor
+        self.prev1 = 1.0  # e_{n-1}
+        self.prev2 = 1.0  # e_{n-2}
+
+    def next_step(self, h: float, error_ratio: float, accepted: bool) -> float:
+        if not accepted:
+            if not math.isfinite(error_ratio):
+                return h * self.dfactor
+            factor = self.safety * error_ratio ** (-1.0 / self.k)
+            return h * min(1.0, max(self.dfactor, factor))
+        e = max(error_ratio, 1e-10)
+        factor = (
+            self.safety
+            * e ** (-self.beta1)
+            * self.prev1 ** (-self.beta2)
+            * self.prev2 ** (-self.beta3)
+        )
+        self.prev2, self.prev1 = self.prev1, e
+        return h * min(self.ifactor, max(self.dfactor, factor))
+
+
+def resolve_norm(norm, *, structured: Callable[[torch.Tensor], object], state_size: int | None = None) -> Norm:
+    """Turn the ``norm`` option into a callable on the flat scaled error.
+
+    ``"seminorm"`` needs ``state_size`` (the adjoint passes it): the RMS over the leading ``state_size`` entries.
+    """
+    if callable(norm):
+        return StructuredNorm(norm, structured)
+    if norm == "seminorm" and state_size is not None:
+        return PrefixRMSNorm(state_size)
+    if norm in NAMED_NORMS:
+        return NAMED_NORMS[norm]
+    valid = sorted(NAMED_NORMS) + (["seminorm"] if state_size is not None else [])
+    raise InvalidArgumentError(
+        f"options['norm']={norm!r} is not a norm this solve accepts. Use one of {valid}, or a callable that takes "
+        f"the scaled error (shaped like y0) and returns a scalar. ('seminorm' applies to adjoint_options only.)"
+    )

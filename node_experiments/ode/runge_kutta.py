@@ -1,0 +1,363 @@
+"""One generic explicit Runge-Kutta integrator: fixed-step and adaptive, driven by a Butcher tableau.
+
+The integrator works on a flat 1-D state in an increasing integration variable ``s`` (``solve.py`` flattens
+tuples and maps decreasing output times to increasing ``s``). Times and step sizes live on the host as Python
+floats; a ``Clock`` turns them into the time tensors the vector field receives.
+
+Two storage strategies for the stage derivatives ``k_j``:
+
+- **buffered** (no gradient can flow through the solve: inference, or the adjoint's own solves): the ``k_j`` are
+  copied into one preallocated ``(stages, N)`` buffer, and each stage input ``y + h * sum_j a_ij k_j`` is a single
+  ``addmv`` kernel; the new solution, the error estimate and the dense output are one kernel each as well.
+- **graph** (autograd records the solve, e.g. the RK-Net of the paper): stage inputs are chains of
+  ``add(..., alpha=h * a_ij)``, which autograd differentiates without saving any tensor, so backprop through the
+  solver keeps only what the vector field itself saves.
+
+The adaptive loop synchronises with the host once per step, to read the error norm that decides acceptance
+(marked ``HOST SYNC`` below); nothing inside a step's stages does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import torch
+
+from .controllers import Norm, StepSizeController, initial_step, scaled_error_norm
+from .errors import MaxStepsExceededError, NonFiniteDerivativeError, StepSizeTooSmallError
+from .tableaus import ButcherTableau
+
+# The vector field as the integrator sees it: (time tensor from the Clock, flat state) -> flat derivative.
+FlatFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Clock:
+    """Maps the integration variable ``s`` (a float) to the time passed to the vector field, ``t = sign * s``.
+
+    Without time gradients the time is a fresh 0-dim tensor (``torch.full`` is a fill kernel on CUDA, not a
+    host-to-device copy). With ``t_out`` requiring grad, times are affine in the output times' first and last
+    entries, ``t = t_first + sign * (s - s_first) * scale`` with ``scale = 1`` in value but carrying the gradient,
+    so direct backprop differentiates the numerical solution with respect to ``t`` as well.
+    """
+
+    def __init__(self, t_out: torch.Tensor, s_out: Sequence[float], sign: float, *, differentiable: bool):
+        self.sign = sign
+        self.dtype, self.device = t_out.dtype, t_out.device
+        self.s_first = s_out[0]
+        self.differentiable = differentiable
+        if self.differentiable:
+            self.t_out = t_out
+            self.t_first = t_out[0]
+            self.scale = (t_out[-1] - t_out[0]) / (sign * (s_out[-1] - s_out[0]))
+        else:
+            self.s_out = torch.as_tensor(s_out, dtype=t_out.dtype, device=t_out.device)
+
+    def time(self, s: float) -> torch.Tensor:
+        if self.differentiable:
+            return self.t_first + (self.sign * (s - self.s_first)) * self.scale
+        return torch.full((), self.sign * s, dtype=self.dtype, device=self.device)
+
+    def span(self, h: float):
+        """The step size as it enters the solution: a float, or a tensor carrying ``t``'s gradient."""
+        return h * self.scale if self.differentiable else h
+
+    def thetas(self, j0: int, j1: int, s: float, h: float) -> torch.Tensor:
+        """Fractions ``(s_out[j] - s) / h`` of the step ``[s, s + h]`` at which outputs ``j0..j1-1`` lie."""
+        if self.differentiable:
+            return self.sign * (self.t_out[j0:j1] - self.time(s)) / self.span(h)
+        return (self.s_out[j0:j1] - s) / h
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Validated settings of an adaptive solve (see ``solve.py`` for the option names users pass)."""
+
+    rtol: float
+    atol: float
+    norm: Norm
+    first_step: float | None
+    safety: float
+    ifactor: float
+    dfactor: float
+    pcoeff: float
+    icoeff: float
+    dcoeff: float
+    max_num_steps: int
+    min_step: float
+    max_step: float
+    step_s: tuple[float, ...]  # times to step on, in s, strictly inside the span, sorted
+    jump_s: tuple[float, ...]  # discontinuities, in s, strictly inside the span, sorted
+
+
+class _DeviceCoefficients:
+    """A tableau's coefficients as tensors on one device and dtype, made once and cached."""
+
+    def __init__(self, tableau: ButcherTableau, dtype: torch.dtype, device: torch.device):
+        def as_tensor(values):
+            return torch.tensor(values, dtype=dtype, device=device)
+
+        self.a = [as_tensor(row) if row else None for row in tableau.a]
+        self.b = as_tensor(tableau.b)
+        self.b_error = as_tensor(tableau.b_error) if tableau.b_error is not None else None
+        # Dense output: weights W = [theta, theta^2, ...] @ interpolation^T, one row per output time.
+        self.interpolation_t = as_tensor(tableau.interpolation).t().contiguous()
+        self.powers = torch.arange(1, len(tableau.interpolation[0]) + 1, dtype=dtype, device=device)
+
+
+@lru_cache(maxsize=64)
+def _coefficients(tableau: ButcherTableau, dtype: torch.dtype, device: torch.device) -> _DeviceCoefficients:
+    return _DeviceCoefficients(tableau, dtype, device)
+
+
+def _graph_combination(y: torch.Tensor, h, weights: Sequence[float], ks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``y + h * sum_j weights[j] * ks[j]`` as a chain of scaled adds that autograd saves nothing for."""
+    scaled = isinstance(h, float)
+    total = None
+    for w, k in zip(weights, ks):
+        if w == 0.0:
+            continue
+        alpha = h * w if scaled else w
+        total = k * alpha if total is None else total.add(k, alpha=alpha)
+    if total is None:
+        return y
+    return y + total if scaled else y + h * total
+
+
+class RungeKutta:
+    """Integrates ``dy/ds = func(clock.time(s), y)`` for a flat state with one tableau.
+
+    ``differentiable`` selects the graph storage (autograd records the solve) over the buffered one.
+    Counters ``nfe``, ``accepted``, ``rejected`` are read by the caller after (or during) the solve.
+    """
+
+    def __init__(self, func: FlatFunc, tableau: ButcherTableau, clock: Clock, *, differentiable: bool):
+        self.func = func
+        self.tableau = tableau
+        self.clock = clock
+        self.differentiable = differentiable
+        self.nfe = 0
+        self.accepted = 0
+        self.rejected = 0
+        stages = tableau.stages
+        self.stages = stages
+        self.dense_rows = len(tableau.interpolation)  # stages, or stages + 1 with f(s + h, y_new) last
+        self.fsal = tableau.fsal
+        self.buffer: torch.Tensor | None = None
+
+    # ---------------------------------------------------------------------------------------------- evaluation
+    def evaluate(self, s: float, y: torch.Tensor) -> torch.Tensor:
+        self.nfe += 1
+        return self.func(self.clock.time(s), y)
+
+    # --------------------------------------------------------------------------------------------------- steps
+    def _stage_times(self, s: float, h: float, left_of_end: bool) -> list[float]:
+        times = [s + c * h for c in self.tableau.c]
+        if left_of_end:  # the step ends on a discontinuity: evaluate its end from the left
+            end = math.nextafter(s + h, -math.inf)
+            times = [min(ti, end) for ti in times]
+        return times
+
+    def step(self, s: float, h: float, y: torch.Tensor, k0: torch.Tensor, left_of_end: bool = False):
+        """One RK step from ``(s, y)`` with ``k0 = f(s, y)``; returns ``(y_new, stages)``.
+
+        ``stages`` is the buffer (buffered mode) or the list of ``k_j`` (graph mode).
+        """
+        times = self._stage_times(s, h, left_of_end)
+        a = self.tableau.a
+        if self.differentiable:
+            span = self.clock.span(h)
+            ks = [k0]
+            yi = y
+            for i in range(1, self.stages):
+                yi = _graph_combination(y, span, a[i], ks)
+                ks.append(self.evaluate(times[i], yi))
+            y_new = yi if self.fsal else _graph_combination(y, span, self.tableau.b, ks)
+            return y_new, ks
+        coef = self.coef
+        K = self.buffer
+        if K[0].data_ptr() != k0.data_ptr():
+            K[0].copy_(k0)
+        yi = y
+        for i in range(1, self.stages):
+            yi = torch.addmv(y, K[:i].t(), coef.a[i], alpha=h)
+            K[i].copy_(self.evaluate(times[i], yi))
+        y_new = yi if self.fsal else torch.addmv(y, K[: self.stages].t(), coef.b, alpha=h)
+        return y_new, K
+
+    def error_estimate(self, h: float, y: torch.Tensor, stages) -> torch.Tensor:
+        """The embedded local error estimate ``h * sum_j b_error[j] k_j`` (no autograd)."""
+        with torch.no_grad():
+            K = torch.stack([k.detach() for k in stages[: self.stages]]) if self.differentiable else stages
+            return torch.addmv(y.detach(), K[: self.stages].t(), self.coef.b_error, beta=0, alpha=h)
+
+    # ------------------------------------------------------------------------------------------- dense output
+    def dense_output(
+        self, s: float, h: float, y: torch.Tensor, y_new: torch.Tensor, stages, j0: int, j1: int, left_of_end: bool
+    ) -> torch.Tensor:
+        """The solution at outputs ``j0..j1-1`` inside the step ``[s, s + h]``, by the tableau's dense output."""
+        if self.dense_rows > self.stages and self._f_end is None:
+            # Hermite-type dense output needs f(s + h, y_new): the next step's first stage, so it is kept.
+            s_end = math.nextafter(s + h, -math.inf) if left_of_end else s + h
+            self._f_end = self.evaluate(s_end, y_new)
+            if self.differentiable:
+                stages.append(self._f_end)
+            else:
+                stages[self.stages].copy_(self._f_end)
+        coef = self.coef
+        theta = self.clock.thetas(j0, j1, s, h)
+        weights = theta.unsqueeze(1).pow(coef.powers) @ coef.interpolation_t
+        if self.differentiable:
+            span = self.clock.span(h)
+            K = torch.stack(list(stages[: self.dense_rows]))
+            return y.unsqueeze(0) + span * (weights @ K) if not isinstance(span, float) else torch.addmm(
+                y.unsqueeze(0), weights, K, alpha=span
+            )
+        return torch.addmm(y.unsqueeze(0), weights, stages[: self.dense_rows], alpha=h)
+
+    # ------------------------------------------------------------------------------------------------- driving
+    def _prepare(self, y0: torch.Tensor) -> None:
+        self.coef = _coefficients(self.tableau, y0.dtype, y0.device)
+        if not self.differentiable:
+            self.buffer = y0.new_empty(self.dense_rows, y0.numel())
+        self._f_end: torch.Tensor | None = None  # f(s_new, y_new) when dense output evaluated it
+
+    def _emit(self, s_out, s, h, s_new, y, y_new, stages, next_out, landing, left_of_end, chunks) -> int:
+        """Append the outputs in ``(s, s_new]`` to ``chunks``; return the index of the next output."""
+        end = next_out
+        while end < len(s_out) and s_out[end] <= s_new:
+            end += 1
+        if end == next_out:
+            return next_out
+        # An output on the step's end is y_new itself, unless t's gradient must flow through its position.
+        exact_last = s_out[end - 1] == s_new and (landing or not self.clock.differentiable)
+        interp_end = end - 1 if exact_last else end
+        if interp_end > next_out:
+            chunks.append(self.dense_output(s, h, y, y_new, stages, next_out, interp_end, left_of_end))
+        if exact_last:
+            chunks.append(y_new.unsqueeze(0))
+        return end
+
+    def solve_fixed(self, y0: torch.Tensor, s_out: Sequence[float], grid: Sequence[float], max_num_steps: int):
+        """Steps on ``grid`` (which starts and ends with the output span); returns the ``(len(s_out), N)`` solution."""
+        self._prepare(y0)
+        if len(grid) - 1 > max_num_steps:
+            raise MaxStepsExceededError(
+                f"the fixed-step grid has {len(grid) - 1} steps, more than max_num_steps={max_num_steps}. Raise "
+                f"options['max_num_steps'] or use a larger options['step_size']."
+            )
+        chunks = [y0.unsqueeze(0)]
+        next_out = 1
+        y = y0
+        k0 = self.evaluate(grid[0], y)
+        for i in range(len(grid) - 1):
+            s, s_new = grid[i], grid[i + 1]
+            h = s_new - s
+            y_new, stages = self.step(s, h, y, k0)
+            self.accepted += 1
+            last = i + 1 == len(grid) - 1
+            next_out = self._emit(s_out, s, h, s_new, y, y_new, stages, next_out, last, False, chunks)
+            if not last:
+                k0 = self._carry_derivative(s_new, y_new, stages)
+            y = y_new
+        return torch.cat(chunks)
+
+    def _carry_derivative(self, s_new: float, y_new: torch.Tensor, stages) -> torch.Tensor:
+        """The next step's first stage ``f(s_new, y_new)``, reused from this step when it has it (FSAL, or
+        evaluated for dense output); in buffered mode it is placed in the buffer's first row."""
+        known = stages[self.stages - 1] if self.fsal else self._f_end
+        self._f_end = None
+        if known is None:
+            return self.evaluate(s_new, y_new)
+        if not self.differentiable:
+            self.buffer[0].copy_(known)
+            return self.buffer[0]
+        return known
+
+    def solve_adaptive(self, y0: torch.Tensor, s_out: Sequence[float], config: AdaptiveConfig):
+        """Error-controlled integration over ``s_out[0] .. s_out[-1]``; returns the ``(len(s_out), N)`` solution."""
+        tab = self.tableau
+        self._prepare(y0)
+        s, s_end = s_out[0], s_out[-1]
+        y = y0
+        k0 = self.evaluate(s, y)
+        if config.first_step is not None:
+            h = config.first_step
+        else:
+            h = initial_step(
+                self.evaluate, s, y, k0, 1.0, tab.error_order, config.rtol, config.atol, config.norm
+            )
+        controller = StepSizeController(
+            tab.error_order,
+            safety=config.safety,
+            ifactor=config.ifactor,
+            dfactor=config.dfactor,
+            pcoeff=config.pcoeff,
+            icoeff=config.icoeff,
+            dcoeff=config.dcoeff,
+        )
+        jumps = set(config.jump_s)
+        landings = sorted(set(config.step_s) | jumps | {s_end})
+        next_landing = 0
+        chunks = [y0.unsqueeze(0)]
+        next_out = 1
+        with torch.no_grad():
+            y_abs = y.detach().abs()
+        steps = 0
+        while True:
+            h = min(h, config.max_step)
+            land = landings[next_landing]
+            landing = s + 1.01 * h >= land  # Hairer's rule: never leave a sliver before a point we must hit
+            s_new = land if landing else s + h
+            h_try = s_new - s
+            if h_try <= 0.0 or s + h_try == s:
+                raise StepSizeTooSmallError(
+                    f"the step size dt={h:.3e} underflows at t={self.clock.sign * s:.17g}: the time cannot advance "
+                    f"in {y0.dtype}. The problem is likely stiff or singular here; loosen rtol/atol, use float64, "
+                    f"or check the vector field near this time."
+                )
+            left_of_end = landing and land in jumps
+            y_new, stages = self.step(s, h_try, y, k0, left_of_end)
+            error = self.error_estimate(h_try, y, stages)
+            with torch.no_grad():
+                y_new_abs = y_new.detach().abs()
+            ratio = scaled_error_norm(error, y_abs, y_new_abs, config.rtol, config.atol, config.norm)  # HOST SYNC
+            steps += 1
+            accepted = ratio <= 1.0  # False for NaN
+            if accepted:
+                self.accepted += 1
+                next_out = self._emit(s_out, s, h_try, s_new, y, y_new, stages, next_out, landing, left_of_end, chunks)
+                if landing and s_new == s_end:
+                    break
+                if left_of_end:  # restart after a discontinuity from its right-hand side, without FSAL
+                    self._f_end = None
+                    k0 = self.evaluate(math.nextafter(s_new, math.inf), y_new)
+                else:
+                    k0 = self._carry_derivative(s_new, y_new, stages)
+                if landing:
+                    next_landing += 1
+                s, y, y_abs = s_new, y_new, y_new_abs
+            else:
+                self.rejected += 1
+                if not math.isfinite(ratio) and not bool(torch.isfinite(k0).all()):
+                    raise NonFiniteDerivativeError(
+                        f"the vector field returned NaN or infinity at t={self.clock.sign * s:.17g} (from a finite "
+                        f"state: {bool(torch.isfinite(y).all())}). Check the function for divisions by zero, logs of "
+                        f"non-positive values or overflow near this time, or normalise its inputs."
+                    )
+            if steps >= config.max_num_steps:
+                raise MaxStepsExceededError(
+                    f"the solver took max_num_steps={config.max_num_steps} steps and reached only "
+                    f"t={self.clock.sign * s:.17g} of t={self.clock.sign * s_end:.17g}. Raise "
+                    f"options['max_num_steps'], loosen rtol/atol, or use a method suited to stiff problems."
+                )
+            h = controller.next_step(h_try, ratio, accepted)
+            if h < config.min_step:
+                raise StepSizeTooSmallError(
+                    f"the step size dt={h:.3e} fell below min_step={config.min_step:.3e} at "
+                    f"t={self.clock.sign * s:.17g}. Lower options['min_step'], loosen rtol/atol, or check the "
+                    f"vector field for a singularity near this time."
+                )
+        return torch.cat(chunks)
