@@ -1,0 +1,110 @@
+"""The interface between the shared trainer and a kind of experiment.
+
+The trainer (``node_experiments.training.trainer``) runs every experiment of the project; everything that
+differs between kinds of experiment lives in a ``Task``. To add an experiment:
+
+1. write a ``Task`` subclass (for example ``node_experiments/tasks/sequences.py``) that implements the methods
+   below;
+2. write a ``configs/task/<name>.yaml`` holding ``_target_: <module>.<Class>`` (and any settings of the task,
+   read back from ``self.cfg.task``), plus the model/data groups it needs;
+3. write ``configs/experiment/<name>.yaml`` (``# @package _global_``) that picks those groups.
+
+The trainer builds the task as ``Class(cfg, device)`` with the whole composed config, then::
+
+    model = task.build_model()                       # moved to the device by the trainer
+    train_loader, eval_loader = task.dataloaders(generator)
+    each training batch:  loss, metrics = task.training_step(model, to_device(batch))
+                          loss.backward(); optimizer.step()
+    each epoch:           metrics = task.evaluate(model, eval_loader)       # model in eval mode
+    at the end:           figures = task.figures(model, eval_loader)
+
+What the trainer does around these calls, so that a task need not: seeding, the optimizer and scheduler
+(``optimizer``/``scheduler`` groups), gradient clipping, the device, counting solver NFE (every
+``node_experiments.ode`` solve inside ``training_step`` and its backward is counted, through
+``record_stats``), measuring memory, timing, the progress bar, TensorBoard, ``metrics.jsonl``,
+``summary.json``, checkpoints and resuming.
+
+Names: ``training_step``'s metrics are logged as ``train/<name>`` (averaged over steps), ``evaluate``'s as
+``test/<name>`` and in ``summary.json`` as ``test_<name>``. A classification task returns ``accuracy`` and
+``error`` (fractions) and ``loss``; other tasks return what suits them (``elbo``, ``bits_per_dim`` ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hydra.utils import get_class
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..errors import ConfigError
+
+
+class Task:
+    """One kind of experiment, as the trainer sees it. Subclasses implement the four methods below.
+
+    Attributes:
+        cfg: the whole composed config (``cfg.task``, ``cfg.model``, ``cfg.data``, ...).
+        device: where the trainer puts the model and the training batches.
+    """
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+
+    def build_model(self) -> nn.Module:
+        """The network to train, built from the config (usually ``hydra.utils.instantiate(cfg.model)``)."""
+        raise NotImplementedError
+
+    def dataloaders(self, generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
+        """The training and evaluation loaders.
+
+        The training loader must draw its randomness (shuffling) from ``generator``: the trainer seeds it and
+        saves its state in checkpoints, so that a resumed run sees the same data order.
+        """
+        raise NotImplementedError
+
+    def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """The loss to minimise on one batch (already on ``self.device``), and metrics to log for it.
+
+        Return metrics as 0-dim tensors or floats; the trainer converts them once per step.
+        """
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        """Metrics over the whole evaluation loader; the model is in eval mode. Move batches with ``to_device``.
+
+        The task decides whether gradients are needed (a classifier uses ``torch.no_grad()``; a continuous
+        normalizing flow needs autograd for its log-density).
+        """
+        raise NotImplementedError
+
+    def figures(self, model: nn.Module, loader: DataLoader) -> dict[str, Figure]:
+        """Figures made once at the end of training, saved as ``<run>/figures/<name>.png`` and to TensorBoard."""
+        return {}
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move the tensors of a batch (a tensor, or tuples, lists and dicts of them) to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(item, device) for item in batch)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    return batch
+
+
+def build_task(cfg: DictConfig, device: torch.device) -> Task:
+    """Instantiate the class named by ``cfg.task._target_`` as ``Class(cfg, device)``."""
+    target = cfg.task.get("_target_")
+    try:
+        task_class = get_class(target)
+    except Exception as error:
+        raise ConfigError(f"task._target_={target!r} does not name an importable class ({error}).") from None
+    if not (isinstance(task_class, type) and issubclass(task_class, Task)):
+        raise ConfigError(f"task._target_={target!r} is not a subclass of node_experiments.tasks.Task.")
+    return task_class(cfg, device)

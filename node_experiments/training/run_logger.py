@@ -1,0 +1,88 @@
+"""Where a run's numbers go: TensorBoard events under ``<run>/tb``, ``metrics.jsonl`` and ``summary.json``.
+
+Tags are grouped as ``train/*``, ``test/*``, ``nfe/*``, ``memory/*``, ``time/*`` and ``lr``; every scalar's x
+axis is the global step. ``metrics.jsonl`` holds one JSON object per epoch with the same names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+class RunLogger:
+    """Writes scalars, per-epoch records, figures and hyperparameters of one run."""
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool) -> None:
+        self.run_dir = run_dir
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tb")) if tensorboard else None
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Log named scalars (TensorBoard tags) at the global ``step``."""
+        if self.writer is not None:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
+
+    def epoch(self, record: Mapping[str, Any]) -> None:
+        """Append an epoch's record to metrics.jsonl (TensorBoard gets its scalars through ``scalars``)."""
+        with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+
+    def figure(self, name: str, figure: Figure, step: int) -> None:
+        """Save ``figure`` as <run>/figures/<name>.png and to TensorBoard."""
+        folder = self.run_dir / "figures"
+        folder.mkdir(exist_ok=True)
+        figure.savefig(folder / f"{name}.png", dpi=120, bbox_inches="tight")
+        if self.writer is not None:
+            self.writer.add_figure(f"figures/{name}", figure, step, close=False)
+
+    def hyperparameters(self, config: Mapping[str, Any], final_metrics: Mapping[str, float]) -> None:
+        """Record the run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab).
+
+        The metric names are scalar tags already logged, so TensorBoard shows their last values. Written into the
+        run's own event file, unlike ``SummaryWriter.add_hparams``, which opens a sub-run and duplicates scalars.
+        """
+        if self.writer is None:
+            return
+        flat = {key: _hparam_value(value) for key, value in _flatten(config).items()}
+        experiment, session_start, session_end = hparams(flat, dict(final_metrics))
+        file_writer = self.writer._get_file_writer()  # noqa: SLF001 - no public way to write these summaries
+        for summary in (experiment, session_start, session_end):
+            file_writer.add_summary(summary)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"solver": {"rtol": 1e-3}} -> {"solver.rtol": 1e-3}."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _hparam_value(value: Any) -> bool | int | float | str:
+    """TensorBoard takes bools, numbers and strings; anything else is shown as text."""
+    if isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    return str(value)

@@ -1,0 +1,323 @@
+"""The shared trainer: one training loop for every experiment of the project.
+
+It knows nothing of MNIST or spirals: a ``Task`` (``node_experiments.tasks.base``) supplies the model, the data,
+the loss and the metrics; the trainer supplies everything around them, read top to bottom in ``train``:
+seeding, device, optimizer and scheduler, the loop with gradient clipping, counting the solver's function
+evaluations (NFE) forward and backward per batch with ``node_experiments.ode.record_stats``, memory and time,
+a progress bar, TensorBoard / ``metrics.jsonl`` / ``summary.json``, a checkpoint each epoch, resuming, and a
+checkpoint on Ctrl-C.
+
+Config read here: ``trainer`` (device, max_epochs, seed, grad_clip_norm, progress_bar, checkpoint, resume),
+``optimizer`` and ``scheduler`` (Hydra ``_target_`` configs; the scheduler is stepped once per epoch),
+``logger`` (tensorboard, log_every_n_steps) and ``task`` (which ``Task`` to build).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..errors import ConfigError
+from ..ode import SolverStats, record_stats
+from ..tasks.base import Task, build_task, to_device
+from .checkpoint import CHECKPOINT_DIR, LAST, capture_rng, load_checkpoint, resolve_checkpoint, restore_rng, save_checkpoint
+from .meters import Means, SavedTensorBytes
+from .run_logger import SUMMARY_FILE, RunLogger, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Position:
+    """Where training stands; saved in every checkpoint so that a run can continue from it."""
+
+    epoch: int = 0  # epochs completed
+    batches_done: int = 0  # batches of the epoch in progress already trained on
+    step: int = 0  # optimizer steps taken in all
+    train_time_s: float = 0.0  # wall time of the training loops so far (evaluation excluded)
+    epoch_time_s: float = 0.0  # of the epoch in progress
+    epoch_means: dict = field(default_factory=dict)  # Means.state_dict() of the epoch in progress
+    epoch_peak_bytes: int = 0  # of the epoch in progress
+    history: list = field(default_factory=list)  # one record per completed epoch, as in metrics.jsonl
+
+
+def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train the task that ``cfg`` describes, writing everything under ``run_dir``; return the summary.
+
+    ``labels`` (e.g. the experiment's name and the config groups chosen) are copied into ``summary.json``.
+    """
+    run_dir = Path(run_dir)
+    settings = cfg.trainer
+    if settings.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs={settings.max_epochs} must be at least 1.")
+    device = resolve_device(settings.device)
+    seed_everything(settings.seed)
+
+    task = build_task(cfg, device)
+    model = task.build_model().to(device)
+    generator = torch.Generator().manual_seed(settings.seed)
+    train_loader, eval_loader = task.dataloaders(generator)
+    optimizer = instantiate(cfg.optimizer, params=model.parameters())
+    scheduler = instantiate(cfg.scheduler, optimizer=optimizer)
+    position = Position()
+    resumed_from = None
+    if settings.resume:
+        resumed_from = resolve_checkpoint(settings.resume)
+        position = _restore(load_checkpoint(resumed_from), model, optimizer, scheduler, generator, resumed_from)
+        log.info("Resumed from %s: %d epochs done, %d batches into the next.", resumed_from, position.epoch,
+                 position.batches_done)
+
+    logger = RunLogger(run_dir, tensorboard=cfg.logger.tensorboard)
+    for record in position.history:  # the resumed run's metrics.jsonl holds the whole history
+        logger.epoch(record)
+    params = sum(p.numel() for p in model.parameters())
+    log.info("%s: %s parameters on %s, %d epochs.", type(model).__name__, f"{params:,}", device, settings.max_epochs)
+
+    def checkpoint(rng: dict[str, Any]) -> None:
+        if settings.checkpoint:
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "position": asdict(position),
+                    "rng": rng,
+                    "config": OmegaConf.to_container(cfg, resolve=True),
+                },
+                run_dir / CHECKPOINT_DIR / LAST,
+            )
+
+    epoch_start_rng = capture_rng(generator)
+    try:
+        while position.epoch < settings.max_epochs:
+            epoch_start_rng = capture_rng(generator)  # a checkpoint mid-epoch replays the epoch from here
+            _train_epoch(task, model, optimizer, train_loader, position, logger, cfg, device)
+
+            model.eval()
+            eval_start = time.perf_counter()
+            with record_stats() as eval_stats:
+                test_metrics = task.evaluate(model, eval_loader)
+            model.train()
+            epoch_scalars = {
+                **{f"test/{name}": value for name, value in test_metrics.items()},
+                "nfe/test_forward": eval_stats.nfe_forward / max(len(eval_loader), 1),
+                "memory/peak_bytes": _peak_memory(device, position.epoch_peak_bytes),
+                "time/epoch_s": position.epoch_time_s,
+                "time/eval_s": time.perf_counter() - eval_start,
+            }
+            record = {"epoch": position.epoch + 1, "step": position.step,
+                      **Means.from_state(position.epoch_means).means(), **epoch_scalars}
+            logger.scalars(epoch_scalars, position.step)
+            logger.epoch(record)
+            log.info(_describe(record, settings.max_epochs))
+            scheduler.step()
+
+            position.history.append(record)
+            position.train_time_s += position.epoch_time_s
+            position.epoch += 1
+            position.batches_done, position.epoch_time_s, position.epoch_means, position.epoch_peak_bytes = 0, 0.0, {}, 0
+            checkpoint(capture_rng(generator))
+    except KeyboardInterrupt:
+        checkpoint(epoch_start_rng)
+        log.warning("Interrupted: checkpoint written to %s; continue with trainer.resume=%s",
+                    run_dir / CHECKPOINT_DIR / LAST, run_dir)
+        logger.close()
+        raise
+
+    for name, figure in task.figures(model, eval_loader).items():
+        logger.figure(name, figure, position.step)
+        plt.close(figure)
+
+    summary = _summary(position, params, device, labels or {}, resumed_from)
+    logger.hyperparameters(
+        OmegaConf.to_container(cfg, resolve=True),
+        {tag: value for tag, value in position.history[-1].items() if tag.startswith(("test/", "nfe/"))},
+    )
+    logger.close()
+    write_json(run_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _train_epoch(
+    task: Task,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    position: Position,
+    logger: RunLogger,
+    cfg: DictConfig,
+    device: torch.device,
+) -> None:
+    """One pass over the training loader (or the rest of it, after a resume), updating ``position``."""
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    epoch_means = Means.from_state(position.epoch_means)
+    window = Means()  # what TensorBoard gets every log_every_n_steps
+    bar = tqdm(
+        total=len(loader),
+        initial=position.batches_done,
+        desc=f"epoch {position.epoch + 1}/{cfg.trainer.max_epochs}",
+        disable=not (cfg.trainer.progress_bar and sys.stderr.isatty()),
+        dynamic_ncols=True,
+        leave=False,
+    )
+    epoch_start = time.perf_counter() - position.epoch_time_s
+    for batch in _skip(loader, position.batches_done):
+        step_start = time.perf_counter()
+        batch = to_device(batch, device)
+        with record_stats() as stats:
+            with SavedTensorBytes(exclude=model.parameters()) as saved:
+                loss, metrics = task.training_step(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        if cfg.trainer.grad_clip_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip_norm)
+        optimizer.step()
+        values = _as_floats({"loss": loss, **metrics})  # one host sync for all the metrics
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        step_s = time.perf_counter() - step_start
+
+        position.batches_done += 1
+        position.step += 1
+        position.epoch_time_s = time.perf_counter() - epoch_start
+        position.epoch_peak_bytes = max(position.epoch_peak_bytes, saved.bytes)
+        scalars = {
+            **{f"train/{name}": value for name, value in values.items()},
+            **_nfe(stats),
+            "memory/saved_bytes": saved.bytes,
+            "time/step_s": step_s,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        epoch_means.update(scalars)
+        position.epoch_means = epoch_means.state_dict()
+        window.update(scalars)
+        if position.step % cfg.logger.log_every_n_steps == 0:
+            logger.scalars(window.means(), position.step)
+            window = Means()
+        bar.set_postfix({**values, "nfe": f"{stats.nfe_forward}/{stats.nfe_backward}"}, refresh=False)
+        bar.update()
+    if window.sums:
+        logger.scalars(window.means(), position.step)
+    bar.close()
+
+
+def _skip(loader: DataLoader, count: int) -> Iterator[Any]:
+    """The loader's batches after the first ``count``, which are still loaded so they draw the same random numbers."""
+    batches = iter(loader)
+    for _ in range(count):
+        next(batches)
+    return batches
+
+
+def _nfe(stats: SolverStats) -> dict[str, float]:
+    return {"nfe/forward": stats.nfe_forward, "nfe/backward": stats.nfe_backward}
+
+
+def _as_floats(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+    tensors = {name: value for name, value in values.items() if isinstance(value, torch.Tensor)}
+    floats = dict(zip(tensors, torch.stack([t.detach().float() for t in tensors.values()]).tolist())) if tensors else {}
+    return {name: floats.get(name, value) for name, value in values.items()}
+
+
+def _peak_memory(device: torch.device, saved_bytes: int) -> int:
+    """CUDA: the most memory allocated during the epoch; CPU: the most bytes saved for backward by a batch."""
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else saved_bytes
+
+
+def _describe(record: Mapping[str, Any], max_epochs: int) -> str:
+    """One log line per epoch."""
+    shown = {name: value for name, value in record.items() if name.startswith(("train/", "test/", "nfe/"))}
+    text = ", ".join(f"{name} {value:.4g}" for name, value in shown.items())
+    return f"epoch {record['epoch']}/{max_epochs} ({record['time/epoch_s']:.1f} s): {text}"
+
+
+def _summary(
+    position: Position, params: int, device: torch.device, labels: Mapping[str, Any], resumed_from: Path | None
+) -> dict[str, Any]:
+    """summary.json: the final epoch's metrics, NFE per batch and memory, with the run's totals."""
+    last = position.history[-1]
+    return {
+        **labels,
+        "params": params,
+        "epochs": position.epoch,
+        **{f"test_{tag[len('test/'):]}": value for tag, value in last.items() if tag.startswith("test/")},
+        "train_loss": last.get("train/loss"),
+        "nfe_forward": last["nfe/forward"],
+        "nfe_backward": last["nfe/backward"],
+        "nfe_test_forward": last["nfe/test_forward"],
+        "peak_memory_bytes": max(record["memory/peak_bytes"] for record in position.history),
+        "saved_bytes_per_batch": last["memory/saved_bytes"],
+        "train_time_s": position.train_time_s,
+        "epoch_time_s": position.train_time_s / len(position.history),
+        "step_time_s": last["time/step_s"],
+        "device": _device_name(device),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "resumed_from": str(resumed_from) if resumed_from else None,
+    }
+
+
+def _restore(
+    checkpoint: Mapping[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    path: Path,
+) -> Position:
+    """Load a checkpoint's states into the freshly built objects and return its position."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ConfigError(
+            f"trainer.resume: the checkpoint {path} does not fit this run's model or optimizer ({error}). Resume "
+            "with the experiment and the model/optimizer settings of the run that wrote it."
+        ) from None
+    restore_rng(checkpoint["rng"], generator)
+    return Position(**checkpoint["position"])
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``trainer.device``: ``auto`` is CUDA when there is a GPU, else the CPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"trainer.device={spec!r} is not a device: use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={spec!r}, but this machine has no CUDA device: use trainer.device=auto.")
+    return device
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (every device), for the model's initialisation and the augmentation."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
