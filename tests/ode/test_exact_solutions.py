@@ -41,14 +41,13 @@ from ode_problems import (
     RICCATI,
     CountingField,
     dtype_id,
+    error_factor,
     max_scaled_error,
 )
 
 from node_experiments.ode import odeint, record_stats
 from node_experiments.ode.tableaus import TABLEAUS
 
-C_ADAPTIVE = 20.0
-C_FEHLBERG2 = 4 * 512.0
 C_FIXED = 10.0
 FIXED_H = 0.02  # divides every problem's interval (1, 2 and 3 time units)
 
@@ -73,11 +72,6 @@ ADAPTIVE_TOL = {
 }
 
 N_OUT = 9  # output times per solve: most of them reached by dense output
-
-
-def error_factor(method: str) -> float:
-    """The documented bound on the global error, in units of ``rtol * |y| + atol``."""
-    return C_FEHLBERG2 if method == "fehlberg2" else C_ADAPTIVE
 
 
 def _ids(values):
