@@ -62,14 +62,17 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     os.replace(temporary, path)
 
 
-def resolve_checkpoint(resume: str | os.PathLike) -> Path:
-    """The checkpoint file that ``trainer.resume`` points at: a file, or a run folder holding checkpoints/last.pt."""
+def resolve_checkpoint(resume: str | os.PathLike, key: str = "trainer.resume") -> Path:
+    """The checkpoint file that ``resume`` points at: a file, or a run folder holding checkpoints/last.pt.
+
+    ``key`` is the config key the path came from, named in the error message.
+    """
     path = Path(resume).expanduser()
     if path.is_dir():
         path = path / CHECKPOINT_DIR / LAST
     if not path.is_file():
         raise ConfigError(
-            f"trainer.resume={str(resume)!r}: no checkpoint at {path.resolve()}. Give a run folder (one holding "
+            f"{key}={str(resume)!r}: no checkpoint at {path.resolve()}. Give a run folder (one holding "
             f"{CHECKPOINT_DIR}/{LAST}) or a checkpoint file."
         )
     return path
