@@ -97,7 +97,7 @@ class _AdjointSolve(torch.autograd.Function):
             end = integrate(
                 dynamics, state, t[i - 1 : i + 1].flip(0).detach(), [times[i], times[i - 1]], back_sign,
                 s["adjoint_tableau"], s["adjoint_rtol"], s["adjoint_atol"], s["adjoint_options"],
-                s["adjoint_norm"](2 * n), differentiable=False, backward=True,
+                s["adjoint_norm"], differentiable=False, backward=True,
             )[-1]  # fmt: skip
             a = end[n : 2 * n]
             a_params = list(torch.split(end[2 * n :], dynamics.param_sizes))
@@ -107,6 +107,13 @@ class _AdjointSolve(torch.autograd.Function):
         report_solve(extra_nfe, 0, 0, backward=True, solves=0)
         param_grads = [g.view_as(p) for g, p in zip(a_params, params)]
         return (None, a, t_grad, *param_grads)
+
+
+def _backward_structure(spec: StateSpec, params: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], tuple]:
+    """How a user's norm callable sees the backward state: a tuple (state parts, adjoint parts, parameter parts)."""
+    sizes = [*spec.sizes, *spec.sizes, *(p.numel() for p in params)]
+    shapes = [*spec.shapes, *spec.shapes, *(p.shape for p in params)]
+    return lambda flat: tuple(part.view(shape) for part, shape in zip(torch.split(flat, sizes), shapes))
 
 
 def odeint_adjoint(
@@ -158,16 +165,15 @@ def odeint_adjoint(
     if not grad_wanted:
         return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
 
-    norm = resolve_norm(options.get("norm", "rms"), structured=spec.unflatten) if tableau.adaptive else None
-    adjoint_norm_option = adjoint_options.get("norm", "rms")
-
-    def adjoint_norm(state_size: int):
-        if not adjoint_tableau.adaptive:
-            return None
-        return resolve_norm(adjoint_norm_option, structured=lambda x: x, state_size=state_size)
-
-    # Validate the adjoint norm now, not in the middle of backward().
-    adjoint_norm(1)
+    norm = resolve_norm(options.get("norm", "rms"), sizes=spec.sizes, structured=spec.unflatten) if tableau.adaptive else None
+    adjoint_norm = None
+    if adjoint_tableau.adaptive:
+        # The backward state's parts: the state's, their adjoints', then one per parameter tensor.
+        adjoint_sizes = (*spec.sizes, *spec.sizes, *(p.numel() for p in params))
+        adjoint_norm = resolve_norm(
+            adjoint_options.get("norm", "rms"), sizes=adjoint_sizes, structured=_backward_structure(spec, params),
+            state_parts=2 * len(spec.sizes),
+        )  # fmt: skip
     settings = dict(
         func=func, spec=spec, sign=sign, times=times, tableau=tableau, rtol=rtol, atol=atol, options=options,
         norm=norm, adjoint_tableau=adjoint_tableau, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,

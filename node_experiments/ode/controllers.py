@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -30,18 +30,25 @@ def max_norm(x: torch.Tensor) -> float:
 
 
 @dataclass(frozen=True)
-class PrefixRMSNorm:
-    """RMS over the first ``size`` entries only: the adjoint's seminorm (Kidger, Chen & Lyons 2021).
+class MixedRMSNorm:
+    """The largest RMS over the parts of a tuple state, counting only the first ``keep`` parts.
 
-    The adjoint state is flattened as (state, adjoint of the state, parameter gradients); the last block is an
-    integral that nothing else depends on, so leaving it out of error control keeps the accuracy of what matters
-    and lets the backward solve take larger steps.
+    Each tensor of a tuple state is held to the tolerance on its own, so a small part (a log-density beside a
+    state, a bias beside a weight) is not drowned by a large one; torchdiffeq's default for tuples likewise.
+    With ``keep`` smaller than the number of parts it is the adjoint's *seminorm* (Kidger, Chen & Lyons 2021):
+    the adjoint state is (state, adjoint of the state, parameter gradients), and the last parts are integrals that
+    nothing else depends on, so leaving them out of error control keeps the accuracy of what matters and lets the
+    backward solve take larger steps.
     """
 
-    size: int
+    sizes: tuple[int, ...]
+    keep: int
 
     def __call__(self, x: torch.Tensor) -> float:
-        return rms_norm(x[: self.size])
+        kept = self.sizes[: self.keep]
+        parts = torch.split(x[: sum(kept)], kept)
+        norms = torch.stack(torch._foreach_norm(parts)).tolist()  # one kernel for all parts; HOST SYNC
+        return max(n / math.sqrt(size) for n, size in zip(norms, kept))
 
 
 @dataclass(frozen=True)
@@ -53,9 +60,6 @@ class StructuredNorm:
 
     def __call__(self, x: torch.Tensor) -> float:
         return float(self.user_norm(self.unflatten(x)))
-
-
-NAMED_NORMS: dict[str, Norm] = {"rms": rms_norm, "max": max_norm}
 
 
 def scaled_error_norm(
@@ -158,19 +162,25 @@ class StepSizeController:
         return h * min(self.ifactor, max(self.dfactor, factor))
 
 
-def resolve_norm(norm, *, structured: Callable[[torch.Tensor], object], state_size: int | None = None) -> Norm:
+def resolve_norm(
+    norm, *, sizes: Sequence[int], structured: Callable[[torch.Tensor], object], state_parts: int | None = None
+) -> Norm:
     """Turn the ``norm`` option into a callable on the flat scaled error.
 
-    ``"seminorm"`` needs ``state_size`` (the adjoint passes it): the RMS over the leading ``state_size`` entries.
+    ``sizes`` are the sizes of the state's parts in the flat vector. ``"seminorm"`` needs ``state_parts`` (the
+    adjoint passes it): the number of leading parts that stay under error control.
     """
+    sizes = tuple(int(n) for n in sizes if n > 0)
     if callable(norm):
         return StructuredNorm(norm, structured)
-    if norm == "seminorm" and state_size is not None:
-        return PrefixRMSNorm(state_size)
-    if norm in NAMED_NORMS:
-        return NAMED_NORMS[norm]
-    valid = sorted(NAMED_NORMS) + (["seminorm"] if state_size is not None else [])
+    if norm == "seminorm" and state_parts is not None:
+        return MixedRMSNorm(sizes, state_parts)
+    if norm == "rms":
+        return rms_norm if len(sizes) == 1 else MixedRMSNorm(sizes, len(sizes))
+    if norm == "max":
+        return max_norm
+    valid = ["rms", "max"] + (["seminorm"] if state_parts is not None else [])
     raise InvalidArgumentError(
-        f"options['norm']={norm!r} is not a norm this solve accepts. Use one of {valid}, or a callable that takes "
-        f"the scaled error (shaped like y0) and returns a scalar. ('seminorm' applies to adjoint_options only.)"
+        f"norm={norm!r} is not a norm this solve accepts. Use one of {valid}, or a callable that takes the scaled "
+        f"error (shaped like the state) and returns a scalar. ('seminorm' applies to adjoint_options only.)"
     )

@@ -328,7 +328,7 @@ def odeint(
     rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
     tableau = lookup_method(method)
     options = check_options(tableau, options)
-    norm = resolve_norm(options.get("norm", "rms"), structured=spec.unflatten) if tableau.adaptive else None
+    norm = resolve_norm(options.get("norm", "rms"), sizes=spec.sizes, structured=spec.unflatten) if tableau.adaptive else None
     differentiable = needs_graph(func, tensors, t)
     solution = integrate(
         FlatField(func, spec, sign), spec.flatten(tensors), t, times, sign, tableau, rtol, atol, options, norm,

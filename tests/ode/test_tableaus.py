@@ -32,10 +32,10 @@ EXPECTED_STAGES = {
     "euler": 1, "midpoint": 2, "heun": 2, "rk4": 4,
 }
 FSAL = {"dopri5", "tsit5", "bosh3"}
-# Order (in theta) of the dense output: own continuous extensions of order 4, the dopri8 midpoint quartic 4,
-# cubic Hermite 3 (but never more than the step itself). At theta = 1/2 the dopri8 quartic reproduces its midpoint
-# value, which is 5th order.
-CONTINUOUS_EXTENSION_ORDER = {"dopri5": 4, "tsit5": 4, "dopri8": 4}
+# Order (in theta) of the dense output: own continuous extensions of order 4 (dopri5, tsit5) and 5 (dopri8's
+# degree-6 extension), cubic Hermite 3 (but never more than the step itself). The dopri8 midpoint weights
+# (the extension at theta = 1/2) are 5th order.
+CONTINUOUS_EXTENSION_ORDER = {"dopri5": 4, "tsit5": 4, "dopri8": 5}
 MIDPOINT_ORDER = {"dopri8": 5}
 NAMES = list(TABLEAUS)
 
@@ -252,7 +252,7 @@ def test_interpolation_endpoints(name):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n not in ("dopri5", "tsit5")])
 def test_derived_interpolation_matches_f1_at_the_end(name):
-    # Hermite and the dopri8 quartic also interpolate the end slope: dy/dtheta(1) = h f1.
+    # Hermite and dopri8's extension also interpolate the end slope: dy/dtheta(1) = h f1.
     tab = TABLEAUS[name]
     end_slope = interpolation_weights(tab, 1.0, derivative=True)
     expected = np.zeros_like(end_slope)
@@ -274,7 +274,7 @@ def test_interpolation_order_conditions(name):
 
 
 def test_dopri8_midpoint_weights_are_accurate():
-    # The midpoint value feeding the dopri8 quartic must be at least 4th order for the quartic to be; it is 5th.
+    # dopri8's continuous extension at theta = 1/2 (the weights torchdiffeq evaluates) is 5th order.
     tab = TABLEAUS["dopri8"]
     a = stage_matrix(tab, with_f1=True)
     assert len(tableaus.DOPRI8_MID) == tab.stages + 1
