@@ -1,0 +1,274 @@
+"""Every error of the spec ("Bad input gets a clear error"), raised with a message that states the facts.
+
+Messages are checked for the key facts only (the offending value, the option's name, the time reached), never
+for their wording: numbers are parsed out of the message (``ode_problems.floats_in``) and compared as numbers.
+Argument errors must be raised before any solving: the vector field is never called.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from ode_problems import ALL_METHODS, CountingField, floats_in, mentions_number, mentions_number_in
+
+from node_experiments.ode import (
+    InvalidArgumentError,
+    MaxStepsExceededError,
+    NonFiniteDerivativeError,
+    SolverError,
+    StepSizeTooSmallError,
+    odeint,
+    odeint_adjoint,
+)
+
+ADAPTIVE_OPTION_NAMES = (
+    "first_step", "safety", "ifactor", "dfactor", "max_num_steps", "min_step", "max_step", "step_t", "jump_t",
+    "norm", "controller", "pcoeff", "icoeff", "dcoeff",
+)  # fmt: skip
+FIXED_OPTION_NAMES = ("step_size", "max_num_steps")
+
+T = torch.tensor([0.0, 1.0], dtype=torch.float64)
+Y0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+
+
+def decay(t, y):
+    return -y
+
+
+def test_exception_hierarchy():
+    assert issubclass(InvalidArgumentError, SolverError) and issubclass(InvalidArgumentError, ValueError)
+    for cls in (NonFiniteDerivativeError, StepSizeTooSmallError, MaxStepsExceededError):
+        assert issubclass(cls, SolverError)
+
+
+def raises_before_solving(match=None, **kwargs):
+    """Call odeint with a counting field and the given overrides; return the InvalidArgumentError's message."""
+    field = CountingField(decay)
+    args = dict(y0=Y0, t=T)
+    args.update(kwargs)
+    with pytest.raises(InvalidArgumentError, match=match) as info:
+        odeint(field, args.pop("y0"), args.pop("t"), **args)
+    assert field.calls == 0, "argument errors must be raised before the vector field is called"
+    return str(info.value)
+
+
+# -------------------------------------------------------------------------------------------------------- t
+def test_t_not_one_dimensional():
+    msg = raises_before_solving(t=torch.zeros(2, 2, dtype=torch.float64), match=r"\bt\b")
+    assert "(2, 2)" in msg or "2-D" in msg or "2 dim" in msg, msg
+
+
+def test_t_zero_dimensional():
+    raises_before_solving(t=torch.tensor(1.0, dtype=torch.float64), match=r"\bt\b")
+
+
+def test_t_fewer_than_two_points():
+    msg = raises_before_solving(t=torch.tensor([0.5], dtype=torch.float64), match=r"(?i)two|2")
+    assert "(1,)" in msg or "1 " in msg or "one" in msg, msg
+
+
+@pytest.mark.parametrize(
+    "values, culprits",
+    [([0.0, 1.0, 0.5, 2.0], (1.0, 0.5)), ([0.0, 1.0, 1.0, 2.0], (1.0,)), ([2.0, 1.0, 1.5, 0.0], (1.0, 1.5))],
+    ids=["not_monotone", "repeated", "decreasing_then_not"],
+)
+def test_t_not_strictly_monotone(values, culprits):
+    msg = raises_before_solving(t=torch.tensor(values, dtype=torch.float64), match=r"(?i)increasing|decreasing|monoton")
+    for value in culprits:
+        assert mentions_number(msg, value), f"the message should name the offending time {value}: {msg}"
+
+
+# ------------------------------------------------------------------------------------------------------- y0
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_y0_not_floating_point(dtype):
+    msg = raises_before_solving(y0=torch.tensor([1, 0], dtype=dtype), match=r"(?i)float")
+    assert str(dtype).removeprefix("torch.") in msg, msg
+
+
+def test_tuple_y0_with_an_integer_part():
+    raises_before_solving(y0=(Y0, torch.tensor([1, 2])), match=r"(?i)float")
+
+
+def _other_devices():
+    devices = ["meta"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    return devices
+
+
+@pytest.mark.parametrize("device", _other_devices())
+def test_y0_and_t_on_different_devices(device):
+    """``meta`` tensors stand in for a second device on a CPU-only machine (and CUDA is used where present)."""
+    msg = raises_before_solving(y0=Y0.to(device), match=r"(?i)device")
+    assert device in msg and "cpu" in msg, msg
+    msg = raises_before_solving(t=T.to(device), match=r"(?i)device")
+    assert device in msg and "cpu" in msg, msg
+
+
+# ------------------------------------------------------------------------------------------------- method
+def test_unknown_method_lists_the_valid_ones():
+    msg = raises_before_solving(method="dopri6", match="dopri6")
+    missing = [name for name in ALL_METHODS if name not in msg]
+    assert not missing, f"the message should list every valid method, missing {missing}: {msg}"
+
+
+def test_unknown_adjoint_method():
+    func = CountingField(decay)
+    with pytest.raises(InvalidArgumentError, match="adjoint_method") as info:
+        odeint_adjoint(func, Y0.clone().requires_grad_(True), T, adjoint_method="rk5")
+    assert "rk5" in str(info.value) and "dopri5" in str(info.value)
+    assert func.calls == 0
+
+
+# --------------------------------------------------------------------------------------------- tolerances
+@pytest.mark.parametrize("name", ["rtol", "atol"])
+@pytest.mark.parametrize("value", [-1e-6, math.nan, math.inf, -math.inf], ids=["negative", "nan", "inf", "-inf"])
+def test_bad_tolerance(name, value):
+    msg = raises_before_solving(**{name: value}, match=name)
+    if math.isnan(value):
+        assert "nan" in msg.lower(), msg
+    elif math.isinf(value):
+        assert "inf" in msg.lower(), msg
+    else:
+        assert mentions_number(msg, value), f"the message should give the value {value}: {msg}"
+
+
+@pytest.mark.parametrize("name", ["adjoint_rtol", "adjoint_atol"])
+def test_bad_adjoint_tolerance(name):
+    func = CountingField(decay)
+    with pytest.raises(InvalidArgumentError, match=name) as info:
+        odeint_adjoint(func, Y0.clone().requires_grad_(True), T, **{name: -0.5})
+    assert mentions_number(str(info.value), -0.5)
+    assert func.calls == 0
+
+
+def test_zero_tolerances_are_allowed():
+    """Only negative or non-finite tolerances are errors: rtol = 0 (pure absolute control) is legitimate."""
+    ys = odeint(decay, Y0, T, rtol=0.0, atol=1e-8)
+    torch.testing.assert_close(ys[-1], Y0 * math.exp(-1.0), rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ options
+def test_unknown_adaptive_option_is_named_and_accepted_ones_listed():
+    msg = raises_before_solving(options={"step_size": 0.1}, match="step_size")
+    missing = [name for name in ADAPTIVE_OPTION_NAMES if name not in msg]
+    assert not missing, f"the message should list the accepted options, missing {missing}: {msg}"
+
+
+def test_misspelt_option():
+    raises_before_solving(options={"max_steps": 10}, match="max_steps")
+
+
+@pytest.mark.parametrize("method", ["rk4", "euler"])
+def test_unknown_fixed_step_option_is_named_and_accepted_ones_listed(method):
+    msg = raises_before_solving(method=method, options={"first_step": 0.1}, match="first_step")
+    missing = [name for name in FIXED_OPTION_NAMES if name not in msg]
+    assert not missing, f"the message should list the accepted options, missing {missing}: {msg}"
+
+
+def test_unknown_adjoint_option():
+    func = CountingField(decay)
+    with pytest.raises(InvalidArgumentError, match="frist_step"):
+        odeint_adjoint(func, Y0.clone().requires_grad_(True), T, adjoint_options={"frist_step": 0.1})
+    assert func.calls == 0
+
+
+@pytest.mark.parametrize("option, value", [("norm", "l1"), ("controller", "pidd")])
+def test_unknown_norm_or_controller_name(option, value):
+    raises_before_solving(options={option: value}, match=value)
+
+
+def test_adjoint_needs_a_module_or_adjoint_params():
+    with pytest.raises(InvalidArgumentError, match="adjoint_params"):
+        odeint_adjoint(decay, Y0.clone().requires_grad_(True), T)
+
+
+# ------------------------------------------------------------------------------------- errors while solving
+def test_non_finite_derivative_at_the_start():
+    def bad(t, y):
+        return y * math.nan
+
+    t = torch.tensor([0.25, 1.0], dtype=torch.float64)
+    with pytest.raises(NonFiniteDerivativeError) as info:
+        odeint(bad, Y0, t)
+    assert mentions_number(str(info.value), 0.25), f"the message should say at which t: {info.value}"
+
+
+def nan_after(t_bad: float):
+    """``-y`` until ``t_bad``, NaN from there on (as a field that overflows or divides by zero would)."""
+
+    def field(t, y):
+        return torch.where(t > t_bad, torch.full_like(y, math.nan), -y)
+
+    return field
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun"])
+def test_non_finite_derivative_while_solving_adaptive(method):
+    """The field turns NaN for t > 0.5: the solver must say so (and near which t), not report a tiny step."""
+    with pytest.raises(NonFiniteDerivativeError) as info:
+        odeint(nan_after(0.5), Y0, T, rtol=1e-6, atol=1e-6, method=method)
+    assert mentions_number_in(str(info.value), 0.45, 0.55), f"the message should say at which t: {info.value}"
+
+
+@pytest.mark.parametrize("method", ["rk4", "euler"])
+def test_non_finite_derivative_while_solving_fixed_step(method):
+    t = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+    with pytest.raises(NonFiniteDerivativeError) as info:
+        odeint(nan_after(0.55), Y0, t, method=method, options={"step_size": 0.05})
+    assert mentions_number_in(str(info.value), 0.5, 0.6), f"the message should say at which t: {info.value}"
+
+
+def step_at(t_jump: float):
+    """0 before ``t_jump``, 1 after: a discontinuity the error control can only meet by shrinking the step."""
+
+    def field(t, y):
+        return torch.ones_like(y) if t >= t_jump else torch.zeros_like(y)
+
+    return field
+
+
+def test_step_size_below_min_step():
+    """The discontinuity at 0.5 needs steps far below min_step there. (first_step is given so that the first
+    steps are not below min_step already: test_options covers that case.)"""
+    with pytest.raises(StepSizeTooSmallError) as info:
+        odeint(step_at(0.5), torch.zeros(1, dtype=torch.float64), T, rtol=1e-10, atol=1e-10,
+               options={"min_step": 1e-4, "first_step": 0.05})  # fmt: skip
+    msg = str(info.value)
+    assert "min_step" in msg, msg
+    assert mentions_number_in(msg, 0.49, 0.5), f"the message should give the t reached: {msg}"
+    assert any(0 < x < 1e-4 for x in floats_in(msg)), f"the message should give the step size dt: {msg}"
+
+
+def test_step_size_underflow():
+    """With rtol = 0 and atol = 1e-20 the discontinuity at 0.5 demands steps below float64's resolution there.
+
+    Reaching 0.5 takes a few hundred steps (the gap to 0.5 shrinks geometrically); max_num_steps = 5000 only keeps
+    a solver that fails to notice the underflow from looping for its default million steps.
+    """
+    with pytest.raises(StepSizeTooSmallError) as info:
+        odeint(step_at(0.5), torch.zeros(1, dtype=torch.float64), T, rtol=0.0, atol=1e-20,
+               options={"max_num_steps": 5000})  # fmt: skip
+    msg = str(info.value)
+    assert mentions_number_in(msg, 0.4999, 0.5), f"the message should give the t reached: {msg}"
+    assert any(0 < x < 1e-15 for x in floats_in(msg)), f"the message should give the step size dt: {msg}"
+
+
+def test_max_num_steps_exceeded_adaptive():
+    """Steps of exactly 0.01 (max_step) from t = 0: after 10 steps the solver stands at t = 0.1."""
+    with pytest.raises(MaxStepsExceededError) as info:
+        odeint(lambda t, y: torch.ones_like(y), Y0, T, options={"first_step": 0.01, "max_step": 0.01,
+                                                                 "max_num_steps": 10})  # fmt: skip
+    msg = str(info.value)
+    assert "max_num_steps" in msg, msg
+    assert mentions_number_in(msg, 0.09, 0.11), f"the message should give the t reached (0.1): {msg}"
+
+
+def test_max_num_steps_exceeded_fixed_step():
+    """A fixed-step solve may refuse up front (its grid is known): it must name the option and the step count."""
+    with pytest.raises(MaxStepsExceededError) as info:
+        odeint(decay, Y0, T, method="rk4", options={"step_size": 0.01, "max_num_steps": 10})
+    msg = str(info.value)
+    assert "max_num_steps" in msg and mentions_number(msg, 10), msg
