@@ -337,3 +337,22 @@ def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
     """``||a - b|| / ||b||`` (Frobenius), for comparing gradients."""
     a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def fsal_attempts(times: list[float], c: tuple[float, ...]) -> list[tuple[float, float]]:
+    """The step attempts ``(start, end)`` of an FSAL method, reconstructed from the times ``func`` was called at.
+
+    Valid for a solve given ``first_step`` (so no evaluation for the initial step size), without ``jump_t`` and
+    with a first-same-as-last method (dopri5, tsit5, bosh3): after ``f(t0, y0)`` every attempt, accepted or
+    rejected, evaluates exactly the stages ``1 .. S-1`` at ``start + c_i * h``, in order (stage 0 is reused).
+    """
+    per_attempt = len(c) - 1
+    calls = times[1:]
+    assert len(calls) % per_attempt == 0, f"{len(calls)} calls after the first are not whole attempts"
+    attempts = []
+    for i in range(0, len(calls), per_attempt):
+        chunk = calls[i : i + per_attempt]
+        h = (chunk[-1] - chunk[0]) / (c[-1] - c[1])
+        start = chunk[0] - c[1] * h
+        attempts.append((start, start + h))
+    return attempts
