@@ -240,6 +240,19 @@ class RungeKutta:
             chunks.append(y_new.unsqueeze(0))
         return end
 
+    def _raise_step_too_small(self, s: float, h: float, nonfinite: bool, what: str, fix: str) -> None:
+        t = self.clock.sign * s
+        if nonfinite:  # the step was being cut to stay clear of non-finite derivatives ahead
+            raise NonFiniteDerivativeError(
+                f"the vector field returns NaN or infinity for t just past t={t:.17g}: the solver cut the step to "
+                f"dt={h:.3e} trying to step around it. Check the function for divisions by zero, logs of "
+                f"non-positive values or overflow near this time, or end the integration before it."
+            )
+        raise StepSizeTooSmallError(
+            f"the step size dt={h:.3e} {what} at t={t:.17g}. The problem is likely stiff or singular here: loosen "
+            f"rtol/atol, {fix}, or check the vector field near this time."
+        )
+
     def solve_fixed(self, y0: torch.Tensor, s_out: Sequence[float], grid: Sequence[float], max_num_steps: int):
         """Steps on ``grid`` (which starts and ends with the output span); returns the ``(len(s_out), N)`` solution."""
         self._prepare(y0)
@@ -306,6 +319,7 @@ class RungeKutta:
         with torch.no_grad():
             y_abs = y.detach().abs()
         steps = 0
+        nonfinite = False  # whether the last attempt met a NaN or infinity
         while True:
             h = min(h, config.max_step)
             land = landings[next_landing]
@@ -313,10 +327,8 @@ class RungeKutta:
             s_new = land if landing else s + h
             h_try = s_new - s
             if h_try <= 0.0 or s + h_try == s:
-                raise StepSizeTooSmallError(
-                    f"the step size dt={h:.3e} underflows at t={self.clock.sign * s:.17g}: the time cannot advance "
-                    f"in {y0.dtype}. The problem is likely stiff or singular here; loosen rtol/atol, use float64, "
-                    f"or check the vector field near this time."
+                self._raise_step_too_small(
+                    s, h, nonfinite, f"underflows: the time cannot advance in {y0.dtype}", "use float64"
                 )
             left_of_end = landing and land in jumps
             y_new, stages = self.step(s, h_try, y, k0, left_of_end)
@@ -326,6 +338,7 @@ class RungeKutta:
             ratio = scaled_error_norm(error, y_abs, y_new_abs, config.rtol, config.atol, config.norm)  # HOST SYNC
             steps += 1
             accepted = ratio <= 1.0  # False for NaN
+            nonfinite = not math.isfinite(ratio)
             if accepted:
                 self.accepted += 1
                 next_out = self._emit(s_out, s, h_try, s_new, y, y_new, stages, next_out, landing, left_of_end, chunks)
@@ -341,7 +354,7 @@ class RungeKutta:
                 s, y, y_abs = s_new, y_new, y_new_abs
             else:
                 self.rejected += 1
-                if not math.isfinite(ratio) and not bool(torch.isfinite(k0).all()):
+                if nonfinite and not bool(torch.isfinite(k0).all()):
                     raise NonFiniteDerivativeError(
                         f"the vector field returned NaN or infinity at t={self.clock.sign * s:.17g} (from a finite "
                         f"state: {bool(torch.isfinite(y).all())}). Check the function for divisions by zero, logs of "
@@ -355,9 +368,7 @@ class RungeKutta:
                 )
             h = controller.next_step(h_try, ratio, accepted)
             if h < config.min_step:
-                raise StepSizeTooSmallError(
-                    f"the step size dt={h:.3e} fell below min_step={config.min_step:.3e} at "
-                    f"t={self.clock.sign * s:.17g}. Lower options['min_step'], loosen rtol/atol, or check the "
-                    f"vector field for a singularity near this time."
+                self._raise_step_too_small(
+                    s, h, nonfinite, f"fell below min_step={config.min_step:.3e}", "lower options['min_step']"
                 )
         return torch.cat(chunks)
