@@ -325,8 +325,10 @@ class RungeKutta:
             land = landings[next_landing]
             landing = s + 1.01 * h >= land  # Hairer's rule: never leave a sliver before a point we must hit
             s_new = land if landing else s + h
-            h_try = s_new - s
-            if h_try <= 0.0 or s + h_try == s:
+            # The step as the controller sees it: clipped to the landing point, else as requested (not as rounded
+            # by the time's resolution, which could hold the step size at one ulp forever).
+            h_try = land - s if landing else h
+            if s_new <= s:  # h is below the resolution of the time at s
                 self._raise_step_too_small(
                     s, h, nonfinite, f"underflows: the time cannot advance in {y0.dtype}", "use float64"
                 )
