@@ -1,8 +1,9 @@
 """``node-run experiment=NAME [key=value ...]``: the command-line entry point, and nothing else.
 
-Composes the Hydra config (``node_experiments/configs``), checks it, and hands it to the shared trainer. A
-mistake the user can fix (no or unknown experiment, a bad config value, missing data, a checkpoint that is not
-there) ends with a one-paragraph message on stderr and a non-zero exit status, without a stack trace.
+Composes the Hydra config (``node_experiments/configs``), checks it, and hands it to the shared trainer, or, when
+the experiment picks a ``study`` group (a measurement of a trained model, ``node_experiments.studies``), to that
+study. A mistake the user can fix (no or unknown experiment, a bad config value, missing data, a checkpoint that
+is not there) ends with a one-paragraph message on stderr and a non-zero exit status, without a stack trace.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from .errors import RunError
 from .models import check_solver_config
 from .ode import SolverError
+from .studies import run_study
 from .training import train
 
 CONFIG_PACKAGE = "node_experiments.configs"
@@ -71,7 +73,10 @@ def run(cfg: DictConfig) -> None:
     try:
         if "solver" in cfg:
             check_solver_config(cfg.solver)
-        train(cfg, hydra_config.runtime.output_dir, labels)
+        if "study" in cfg:
+            run_study(cfg, hydra_config.runtime.output_dir, labels)
+        else:
+            train(cfg, hydra_config.runtime.output_dir, labels)
     except (RunError, SolverError) as error:
         print(f"node-run: {error}", file=sys.stderr)
         sys.exit(1)
