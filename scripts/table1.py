@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""Rebuild the paper's Table 1 (Chen et al. 2018, MNIST) from node-run runs, beside the paper's figures.
+
+    python scripts/table1.py outputs/multirun/2026-01-01/12-00-00        # a sweep folder
+    python scripts/table1.py RUN_DIR [RUN_DIR ...] [--output table1.md]  # or run folders
+
+Every ``summary.json`` under the given folders is one row: test error, parameters, NFE per batch forward and
+backward (last epoch's mean), peak memory (CUDA: most memory allocated; CPU: bytes saved for backward per batch)
+and training time per epoch. The paper's figures are shown for the four MNIST experiments on MNIST.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# experiment -> (the paper's row name, test error %, parameters in millions, memory, time)
+PAPER = {
+    "mnist_mlp": ("1-Layer MLP", 1.60, 0.24, "-", "-"),
+    "mnist_resnet": ("ResNet", 0.41, 0.60, "O(L)", "O(L)"),
+    "mnist_rknet": ("RK-Net", 0.47, 0.22, "O(L~)", "O(L~)"),
+    "mnist_odenet": ("ODE-Net", 0.42, 0.22, "O(1)", "O(L~)"),
+}
+COLUMNS = (
+    "Model", "Data", "Epochs", "Test error", "(paper)", "Params", "(paper)", "NFE fwd", "NFE bwd",
+    "Peak memory", "(paper)", "Time / epoch", "(paper)", "Device",
+)
+
+
+def find_summaries(paths: list[Path]) -> list[tuple[Path, dict]]:
+    """(run folder, summary) for every summary.json at or under ``paths``, in the paper's row order."""
+    found = []
+    for path in paths:
+        for summary_file in sorted(path.rglob("summary.json")):
+            found.append((summary_file.parent, json.loads(summary_file.read_text(encoding="utf-8"))))
+    order = list(PAPER)
+
+    def rank(item: tuple[Path, dict]) -> tuple[int, str]:
+        name = item[1].get("experiment")
+        return (order.index(name) if name in order else len(order), str(item[0]))
+
+    return sorted(found, key=rank)
+
+
+def row(summary: dict) -> list[str]:
+    """One Markdown row: our figures, with the paper's beside them where it has them."""
+    experiment = summary.get("experiment", "?")
+    on_mnist = summary.get("data", "mnist") == "mnist"
+    name, error, params, memory, time = PAPER.get(experiment, (experiment, None, None, "", ""))
+    paper = on_mnist and experiment in PAPER
+    return [
+        name,
+        summary.get("data", "?"),
+        str(summary.get("epochs", "?")),
+        f"{100 * summary['test_error']:.2f}%",
+        f"{error:.2f}%" if paper else "",
+        f"{summary['params'] / 1e6:.3f}M",
+        f"{params:.2f}M" if paper else "",
+        f"{summary['nfe_forward']:.1f}",
+        f"{summary['nfe_backward']:.1f}",
+        f"{summary['peak_memory_bytes'] / 2**20:.1f} MiB",
+        memory if paper else "",
+        f"{summary['epoch_time_s']:.0f} s",
+        time if paper else "",
+        summary.get("device", "?"),
+    ]
+
+
+def markdown(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders or sweep folders")
+    parser.add_argument("--output", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    missing = [str(path) for path in args.runs if not path.is_dir()]
+    if missing:
+        print(f"table1: not a folder: {', '.join(missing)}. Give run folders or sweep folders.", file=sys.stderr)
+        return 2
+    summaries = find_summaries(args.runs)
+    if not summaries:
+        print(
+            f"table1: no summary.json under {', '.join(map(str, args.runs))}: runs write it when they finish "
+            "(node-run -m experiment=mnist_odenet,mnist_resnet,mnist_rknet,mnist_mlp).",
+            file=sys.stderr,
+        )
+        return 1
+    table = markdown([row(summary) for _, summary in summaries])
+    notes = (
+        "\nNFE: function evaluations per training batch (mean over the last epoch). Peak memory: most memory "
+        "allocated on CUDA; on the CPU, bytes saved for backward per batch. Paper: 160 epochs; L: layers, "
+        "L~: solver steps.\n"
+    )
+    print(table + notes, end="")
+    if args.output:
+        args.output.write_text(table + notes, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The MNIST networks and the ODE block: shapes, time dependence, adjoint against backprop, measured memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from node_experiments.models import MLP, ODEBlock, ODENet, ResNet
+from node_experiments.models.mnist import ConcatConv2d, ConvODEFunc
+from node_experiments.ode import record_stats
+from node_experiments.training.meters import SavedTensorBytes
+
+
+def solver(**changes) -> dict:
+    settings = dict(method="dopri5", rtol=1e-3, atol=1e-3, adjoint=True, options={}, adjoint_options={})
+    return {**settings, **changes}
+
+
+@pytest.mark.parametrize(
+    "model",
+    [ODENet(1, 10, 16, solver()), ODENet(1, 10, 16, solver(adjoint=False)), ResNet(1, 10, 16, 2), MLP(1, 28, 30, 10)],
+    ids=["odenet", "rknet", "resnet", "mlp"],
+)
+def test_models_map_images_to_class_scores(model: torch.nn.Module) -> None:
+    images = torch.rand(3, 1, 28, 28)
+    logits = model(images)
+    assert logits.shape == (3, 10)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_the_vector_field_depends_on_time() -> None:
+    torch.manual_seed(0)
+    conv = ConcatConv2d(4, 4)
+    x = torch.randn(2, 4, 6, 6)
+    assert not torch.allclose(conv(torch.tensor(0.0), x), conv(torch.tensor(1.0), x))
+
+
+def test_ode_block_counts_its_evaluations_and_drops_unset_options() -> None:
+    block = ODEBlock(ConvODEFunc(8), options={"first_step": None, "max_num_steps": None})
+    assert block.options == {}
+    with record_stats() as stats:
+        block(torch.randn(2, 8, 6, 6)).sum().backward()
+    assert stats.nfe_forward > 0 and stats.nfe_backward > 0
+
+
+def test_adjoint_gradients_match_backprop_through_the_solver() -> None:
+    torch.manual_seed(0)
+    func = ConvODEFunc(8).double()
+    h0 = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    gradients = []
+    for adjoint in (True, False):
+        block = ODEBlock(func, rtol=1e-9, atol=1e-9, adjoint=adjoint)
+        func.zero_grad()
+        block(h0).square().sum().backward()
+        gradients.append(torch.cat([p.grad.flatten() for p in func.parameters()]))
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-5, atol=1e-7)
+
+
+def saved_bytes(model: torch.nn.Module, images: torch.Tensor) -> int:
+    with SavedTensorBytes(exclude=model.parameters()) as saved:
+        loss = model(images).sum()
+    loss.backward()
+    return saved.bytes
+
+
+def test_saved_memory_grows_with_depth_and_solver_steps_but_not_with_the_adjoint() -> None:
+    """Paper Table 1's memory column, measured: O(L) for ResNet and RK-Net, O(1) for the adjoint ODE-Net."""
+    torch.manual_seed(0)
+    images = torch.rand(4, 1, 28, 28)
+    assert saved_bytes(ResNet(1, 10, 16, 6), images) > saved_bytes(ResNet(1, 10, 16, 2), images)
+    loose, tight = {"rtol": 1e-2, "atol": 1e-2}, {"rtol": 1e-6, "atol": 1e-6}
+    odenet = [saved_bytes(ODENet(1, 10, 16, solver(**tol)), images) for tol in (loose, tight)]
+    rknet = [saved_bytes(ODENet(1, 10, 16, solver(adjoint=False, **tol)), images) for tol in (loose, tight)]
+    assert odenet[0] == odenet[1]
+    assert rknet[1] > rknet[0] > odenet[0]
+
+
+def test_saved_bytes_count_each_storage_once() -> None:
+    x = torch.randn(100, requires_grad=True)
+    with SavedTensorBytes() as saved:
+        y = x * x  # saves x twice
+    assert saved.bytes == x.numel() * x.element_size()
+    y.sum().backward()
