@@ -18,10 +18,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .errors import RunError
-from .models import check_solver_config
-from .ode import SolverError
-from .studies import run_study
-from .training import train
 
 CONFIG_PACKAGE = "node_experiments.configs"
 USAGE = "usage: node-run experiment=NAME [key=value ...]    (node-run -m experiment=A,B ... for a sweep)"
@@ -63,6 +59,13 @@ def experiment_problem(args: list[str]) -> str | None:
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config")
 def run(cfg: DictConfig) -> None:
     """One run: validate the settings, then train; its folder is Hydra's output directory."""
+    # Imported here, not at the top, so that a command line without a valid experiment is answered at once,
+    # before torch loads.
+    from .models import check_solver_config
+    from .ode import SolverError
+    from .studies import run_study
+    from .training import train
+
     hydra_config = HydraConfig.get()
     choices = hydra_config.runtime.choices
     labels = {
