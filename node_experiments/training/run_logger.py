@@ -26,6 +26,7 @@ class RunLogger:
     def __init__(self, run_dir: Path, *, tensorboard: bool) -> None:
         self.run_dir = run_dir
         self.writer = SummaryWriter(log_dir=str(run_dir / "tb")) if tensorboard else None
+        (run_dir / METRICS_FILE).write_text("", encoding="utf-8")  # a reused run folder starts a fresh history
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         """Log named scalars (TensorBoard tags) at the global ``step``."""
