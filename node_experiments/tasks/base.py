@@ -17,6 +17,7 @@ The trainer builds the task as ``Class(cfg, device)`` with the whole composed co
                           loss.backward(); optimizer.step()
     each epoch:           metrics = task.evaluate(model, eval_loader)       # model in eval mode
     at the end:           figures = task.figures(model, eval_loader)
+                          summary.json gets task.summary(history) added to the trainer's own entries
 
 What the trainer does around these calls, so that a task need not: seeding, the optimizer and scheduler
 (``optimizer``/``scheduler`` groups), gradient clipping, the device, counting solver NFE (every
@@ -84,6 +85,14 @@ class Task:
 
     def figures(self, model: nn.Module, loader: DataLoader) -> dict[str, Figure]:
         """Figures made once at the end of training, saved as ``<run>/figures/<name>.png`` and to TensorBoard."""
+        return {}
+
+    def summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """Entries of the task's own to add to ``summary.json`` (e.g. ``final_loss``); none by default.
+
+        ``history`` holds one record per epoch, as written to ``metrics.jsonl`` (``test/<name>``, ``train/<name>``,
+        ``nfe/*``, ...).
+        """
         return {}
 
 

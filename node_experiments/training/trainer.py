@@ -144,7 +144,7 @@ def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None
         logger.figure(name, figure, position.step)
         plt.close(figure)
 
-    summary = _summary(position, params, device, labels or {}, resumed_from)
+    summary = {**_summary(position, params, device, labels or {}, resumed_from), **task.summary(position.history)}
     logger.hyperparameters(
         OmegaConf.to_container(cfg, resolve=True),
         {tag: value for tag, value in position.history[-1].items() if tag.startswith(("test/", "nfe/"))},
