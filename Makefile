@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 # torch and torchvision are pinned here so a fresh machine gets a matching pair; pyproject.toml only bounds them.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
+# `make demo DEMO_ARGS="data.root=/path/to/data data.download=false"` uses a local MNIST copy instead of downloading.
+DEMO_ARGS ?=
+DEMO_DIR := outputs/demo
+
 .PHONY: setup demo test test-all bench clean
 
 setup: $(VENV)/.installed
@@ -15,6 +19,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet -e '.[dev,bench,cluster]'
 	touch $@
+
+# One epoch of the ODE-Net on the full MNIST (downloaded into ./data), then its row of the paper's Table 1.
+demo: setup
+	rm -rf $(DEMO_DIR)
+	$(VENV)/bin/node-run experiment=mnist_odenet trainer.max_epochs=1 hydra.run.dir=$(DEMO_DIR)/mnist_odenet $(DEMO_ARGS)
+	$(PY) scripts/table1.py $(DEMO_DIR)
 
 test: setup
 	$(PY) -m pytest -q
