@@ -143,8 +143,13 @@ def test_fixed_step_matches_exact_solution(method, problem, dtype, reverse, grid
 
 
 @pytest.mark.parametrize("method", ADAPTIVE + FIXED)
-def test_tuple_state_matches_tensor_state(method):
-    """A tuple state ``(x, v)`` is solved as the concatenated tensor state: same values, tuple result."""
+def test_tuple_state_matches_exact_solution(method):
+    """A tuple state ``(x, v)`` of the harmonic oscillator: tuple result, same accuracy as the tensor state.
+
+    Fixed-step methods do the same arithmetic as on the concatenated tensor state (results agree to round-off).
+    Adaptive ones may measure the error per part of the tuple (as torchdiffeq's mixed norm does), so their steps
+    can differ from the tensor state's: only the accuracy is compared.
+    """
     omega2 = 4.0
 
     def tuple_field(t, state):
@@ -156,9 +161,14 @@ def test_tuple_state_matches_tensor_state(method):
     options = {"step_size": 0.01} if method in FIXED else None
     tol = ADAPTIVE_TOL[torch.float64].get(method, 1e-7)
     x, v = odeint(tuple_field, (y0[0:1], y0[1:2]), t, rtol=tol, atol=tol, method=method, options=options)
-    ys = odeint(HARMONIC.func, y0, t, rtol=tol, atol=tol, method=method, options=options)
     assert x.shape == v.shape == (5, 1)
-    torch.testing.assert_close(torch.cat([x, v], dim=1), ys, rtol=1e-12, atol=1e-12)
+    ys = torch.cat([x, v], dim=1)
+    if method in FIXED:
+        expected = odeint(HARMONIC.func, y0, t, method=method, options=options)
+        torch.testing.assert_close(ys, expected, rtol=1e-12, atol=1e-12)
+    else:
+        err = max_scaled_error(ys, HARMONIC.exact(t), tol, tol)
+        assert err <= error_factor(method), f"error {err:.3g} x tolerance"
 
 
 # ----------------------------------------------------------------------------------------------- dense output
@@ -239,5 +249,5 @@ def test_riccati_reversed_long_output_grid_float32():
     y0 = RICCATI.start(torch.float32, reverse=True)
     ys = odeint(RICCATI.func, y0, t, rtol=1e-5, atol=1e-5)
     assert ys.dtype == torch.float32 and ys.shape == (50, 2)
-    assert max_scaled_error(ys, RICCATI.exact(t.double()), 1e-5, 1e-5) <= C_ADAPTIVE
+    assert max_scaled_error(ys, RICCATI.exact(t.double()), 1e-5, 1e-5) <= error_factor("dopri5")
     assert math.isfinite(float(ys.sum()))
