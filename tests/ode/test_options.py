@@ -20,6 +20,7 @@ from ode_problems import (
     LINEAR3,
     VAN_DER_POL,
     CountingField,
+    cheap_tol,
     error_factor,
     fsal_attempts,
     max_scaled_error,
@@ -53,12 +54,13 @@ STEP_T = (0.3141592653589793, 1.2345678901234567, 2.718281828459045)
 @pytest.mark.parametrize("method", ADAPTIVE)
 def test_step_t_times_are_stepped_on(method):
     t = HARMONIC.times(2)
-    _, plain, _ = solve_counting(HARMONIC, t, rtol=1e-6, atol=1e-6, method=method)
-    ys, field, _ = solve_counting(HARMONIC, t, rtol=1e-6, atol=1e-6, method=method, options={"step_t": list(STEP_T)})
+    tol = cheap_tol(method)
+    _, plain, _ = solve_counting(HARMONIC, t, rtol=tol, atol=tol, method=method)
+    ys, field, _ = solve_counting(HARMONIC, t, rtol=tol, atol=tol, method=method, options={"step_t": list(STEP_T)})
     for s in STEP_T:
         assert any(abs(x - s) <= 1e-14 for x in field.times), f"no step starts at step_t={s}"
         assert not any(abs(x - s) <= 1e-9 for x in plain.times), "test is void: plain solve hits step_t already"
-    assert max_scaled_error(ys, HARMONIC.exact(t), 1e-6, 1e-6) <= error_factor(method)
+    assert max_scaled_error(ys, HARMONIC.exact(t), tol, tol) <= error_factor(method)
 
 
 @pytest.mark.parametrize("method", FSAL_METHODS)
@@ -239,10 +241,11 @@ def test_first_step_is_the_first_attempt(method, reverse):
     are the first attempt's stages, at t0 + c_i h0 (t0 - c_i h0 backwards in time)."""
     h0 = 0.0123
     tab = TABLEAUS[method]
-    t = HARMONIC.times(2, reverse=reverse)
+    t = torch.tensor([0.0, 0.1], dtype=F64)  # only the first attempt matters
+    if reverse:
+        t = -t
     field = CountingField(HARMONIC.func)
-    odeint(field, HARMONIC.start(reverse=reverse), t, rtol=1e-6, atol=1e-6, method=method,
-           options={"first_step": h0})  # fmt: skip
+    odeint(field, HARMONIC.y0(), t, rtol=1e-6, atol=1e-6, method=method, options={"first_step": h0})
     t0 = float(t[0])
     sign = -1.0 if reverse else 1.0
     assert field.times[0] == t0

@@ -14,9 +14,9 @@ own implementations of two of the same pairs measure that amplification: at rtol
 cubic spiral; RK23 (Bogacki-Shampine, our bosh3) 2.4x, 9.6x and 270-320x. ``test_same_pairs_as_scipy`` checks
 dopri5 and bosh3 against exactly those.
 
-The high-order methods run at ``rtol = atol = 1e-8``; bosh3 too (a few hundred steps per problem). The two
-second-order methods need ~1e4 steps per problem at 1e-8, so the fast suite runs them at 1e-6 and the
-``slow``-marked variant at 1e-8.
+The high-order methods run at ``rtol = atol = 1e-8``; bosh3 too (1000-2300 steps per problem). The two
+second-order methods need up to ~1e5 steps per problem at 1e-8, so the fast suite runs them looser (fehlberg2 at
+1e-6, adaptive_heun at 1e-5) and the ``slow``-marked variant at 1e-8.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from ode_problems import (
 from node_experiments.ode import odeint
 
 LOW_ORDER = ("fehlberg2", "adaptive_heun")
+FAST_LOW_ORDER_TOL = {"fehlberg2": 1e-6, "adaptive_heun": 1e-5}  # fehlberg2's large steps make 1e-6 cheap
 N_OUT = 21
 CONDITIONING = {"van_der_pol": 1.0, "lotka_volterra": 2.0, "cubic_spiral": 20.0}
 
@@ -56,7 +57,7 @@ def _check(method, problem, tol):
 @pytest.mark.parametrize("problem", NONLINEAR_PROBLEMS, ids=lambda p: p.name)
 @pytest.mark.parametrize("method", ADAPTIVE)
 def test_matches_scipy_dop853(method, problem):
-    _check(method, problem, 1e-6 if method in LOW_ORDER else 1e-8)
+    _check(method, problem, FAST_LOW_ORDER_TOL[method] if method in LOW_ORDER else 1e-8)
 
 
 @pytest.mark.slow
