@@ -251,3 +251,18 @@ def test_riccati_reversed_long_output_grid_float32():
     assert ys.dtype == torch.float32 and ys.shape == (50, 2)
     assert max_scaled_error(ys, RICCATI.exact(t.double()), 1e-5, 1e-5) <= error_factor("dopri5")
     assert math.isfinite(float(ys.sum()))
+
+
+@pytest.mark.parametrize("method", ADAPTIVE + FIXED)
+def test_inputs_untouched_and_results_independent(method):
+    """The solver writes into its own buffers only: y0 and t are unchanged, and a result is not overwritten by
+    the next solve (no aliasing of internal storage)."""
+    y0 = LINEAR3.y0()
+    t = LINEAR3.times(5)
+    y0_copy, t_copy = y0.clone(), t.clone()
+    options = {"step_size": 0.05} if method in FIXED else None
+    first = odeint(LINEAR3.func, y0, t, rtol=1e-5, atol=1e-5, method=method, options=options)
+    first_copy = first.clone()
+    odeint(LINEAR3.func, 2 * y0, t, rtol=1e-5, atol=1e-5, method=method, options=options)
+    assert torch.equal(y0, y0_copy) and torch.equal(t, t_copy)
+    assert torch.equal(first, first_copy)
