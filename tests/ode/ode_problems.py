@@ -282,12 +282,10 @@ class CountingField(nn.Module):
             self._inner_fn = inner
         self.calls = 0
         self.times: list[float] = []
-        self.returned_nonfinite_at: list[float] = []
 
     def reset(self) -> None:
         self.calls = 0
         self.times = []
-        self.returned_nonfinite_at = []
 
     def forward(self, t, y):
         self.calls += 1

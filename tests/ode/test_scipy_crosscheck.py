@@ -99,7 +99,6 @@ def test_same_pairs_as_scipy(method, scipy_method, problem):
     the DOP853 reference are of the same size, ours at most 3x scipy's (plus one tolerance unit of slack for
     where scipy happens to be nearly exact). Both use per-step control, dense output and an integral-type
     controller, so a factor of 3 leaves room for the different initial step and controller details only."""
-    import numpy as np
     from scipy.integrate import solve_ivp
 
     tol = 1e-6
