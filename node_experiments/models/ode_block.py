@@ -64,13 +64,17 @@ class ODEBlock(nn.Module):
         self.register_buffer("integration_times", torch.tensor([0.0, t1]), persistent=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        t = self.integration_times.to(dtype=h.dtype)
+        return self.trajectory(h, self.integration_times.to(dtype=h.dtype))[-1]
+
+    def trajectory(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The solution from ``h`` at ``t[0]`` at every time of the 1-D monotonic ``t``, shaped ``(len(t), *h.shape)``.
+
+        Solved with this block's settings; a latent ODE reads its whole latent trajectory from it.
+        """
         common = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self.options)
         if self.adjoint:
-            path = odeint_adjoint(self.func, h, t, adjoint_options=self.adjoint_options, **common)
-        else:
-            path = odeint(self.func, h, t, **common)
-        return path[-1]
+            return odeint_adjoint(self.func, h, t, adjoint_options=self.adjoint_options, **common)
+        return odeint(self.func, h, t, **common)
 
     def extra_repr(self) -> str:
         gradients = "adjoint" if self.adjoint else "backprop through the solver"

@@ -1,0 +1,194 @@
+"""Noisy two-dimensional spirals observed at irregular times (Chen et al. 2018, section 5.1, Table 2).
+
+What the paper states: 1000 two-dimensional spirals, half clockwise and half counter-clockwise, each starting at
+a different point, sampled at 100 equally spaced times, with Gaussian observation noise; irregular versions keep
+n = 30, 50 or 100 points of each trajectory, drawn without replacement; the predictive RMSE is measured on the 100
+time points that follow the observed ones. What it leaves open (the curves, the noise level) follows the
+authors' ``latent_ode.py`` example in torchdiffeq where that example fits the paper:
+
+- the spirals are Archimedean, ``r = growth * theta`` with ``theta = t`` over ``turns`` full turns sampled at
+  ``grid_points`` equally spaced times (example: ``growth = 0.3``, 3 turns, 1000 points). A counter-clockwise
+  spiral is ``(r cos theta, r sin theta)``; a clockwise one is its mirror image ``(-r cos theta, r sin theta)``,
+  so both wind outwards, at the same speed, in opposite directions;
+- a spiral starts at an angle drawn uniformly (not on the grid, so that no two start at the same point) between
+  grid index ``window``, skipping the centre, where the radius (below 0.6) is not much larger than the noise, and
+  the last index that leaves a whole observation and an extrapolation window on the curve;
+- its times are the grid's spacing ``dt`` counted from its start, t = 0: times ``k * dt`` for k < ``window`` form
+  the observation window, the next ``window`` ones the extrapolation window.
+
+Each spiral keeps ``n_obs`` of the ``window`` observation times, drawn without replacement and sorted, so every
+spiral has its own irregular times; its observations are the true points there plus Gaussian noise of std
+``noise``. Directions alternate with the index (even: counter-clockwise), so the data set, and both splits when
+their sizes are even, hold as many spirals of each direction. The last ``test_size`` spirals are the test split.
+Everything is drawn from one ``torch.Generator`` seeded with ``seed``: the same settings give the same spirals.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Spirals:
+    """A set of spirals as tensors; ``N`` spirals, ``n`` observations each, ``W`` grid times per window.
+
+    Attributes:
+        times: ``(2W,)`` the grid times shared by all spirals: the observation window, then the extrapolation one.
+        observations: ``(N, n, 2)`` the noisy observations, at ``obs_times``.
+        obs_times: ``(N, n)`` each spiral's own observation times, increasing, a subset of ``times[:W]``.
+        obs_truth: ``(N, n, 2)`` the noise-free points at ``obs_times``.
+        truth: ``(N, 2W, 2)`` the noise-free points at every grid time.
+        clockwise: ``(N,)`` bool, the direction of rotation.
+    """
+
+    times: torch.Tensor
+    observations: torch.Tensor
+    obs_times: torch.Tensor
+    obs_truth: torch.Tensor
+    truth: torch.Tensor
+    clockwise: torch.Tensor
+
+    @property
+    def window(self) -> int:
+        """Grid times per window (observation and extrapolation alike)."""
+        return self.times.numel() // 2
+
+    def __len__(self) -> int:
+        return self.observations.shape[0]
+
+    def subset(self, index: slice | torch.Tensor) -> "Spirals":
+        """The spirals selected by ``index`` (the grid times are shared)."""
+        return Spirals(self.times, *(getattr(self, f.name)[index] for f in fields(self)[1:]))
+
+
+def spiral_points(theta: torch.Tensor, clockwise: torch.Tensor, growth: float) -> torch.Tensor:
+    """Points ``(..., 2)`` of the Archimedean spiral ``r = growth * theta`` at angles ``theta``.
+
+    ``clockwise`` (broadcast against ``theta``) mirrors the curve in the y axis, which reverses its rotation.
+    """
+    radius = growth * theta
+    x = radius * torch.cos(theta)
+    return torch.stack([torch.where(clockwise, -x, x), radius * torch.sin(theta)], dim=-1)
+
+
+def make_spirals(
+    *,
+    n_spirals: int = 1000,
+    n_obs: int = 100,
+    noise: float = 0.1,
+    window: int = 100,
+    grid_points: int = 1000,
+    turns: float = 3.0,
+    growth: float = 0.3,
+    seed: int = 0,
+) -> Spirals:
+    """Generate the spirals described in the module docstring (defaults: the paper's and the example's sizes)."""
+    _check_sizes(n_spirals=n_spirals, n_obs=n_obs, noise=noise, window=window, grid_points=grid_points)
+    generator = torch.Generator().manual_seed(seed)
+    dt = 2 * math.pi * turns / (grid_points - 1)
+    offsets = torch.arange(2 * window)
+    first = window + (grid_points - 3 * window) * torch.rand(n_spirals, 1, generator=generator)
+    clockwise = torch.arange(n_spirals) % 2 == 1
+    truth = spiral_points((first + offsets) * dt, clockwise[:, None], growth)  # (N, 2W, 2)
+
+    # n_obs of the window's grid indices per spiral, without replacement, sorted: the k smallest of random keys.
+    keys = torch.rand(n_spirals, window, generator=generator)
+    obs_index = keys.argsort(dim=1)[:, :n_obs].sort(dim=1).values
+    obs_truth = truth.gather(1, obs_index[..., None].expand(-1, -1, 2))
+    observations = obs_truth + noise * torch.randn(obs_truth.shape, generator=generator)
+    return Spirals(
+        times=offsets * dt,
+        observations=observations,
+        obs_times=obs_index * dt,
+        obs_truth=obs_truth,
+        truth=truth,
+        clockwise=clockwise,
+    )
+
+
+def _check_sizes(*, n_spirals: int, n_obs: int, noise: float, window: int, grid_points: int) -> None:
+    """Raise ``ConfigError`` naming the ``data.*`` key of a value that cannot work."""
+    if window < 1:
+        raise ConfigError(f"data.window={window} must be a positive number of grid times (the paper uses 100).")
+    if not 1 <= n_obs <= window:
+        raise ConfigError(
+            f"data.n_obs={n_obs} must be between 1 and data.window={window}: each spiral keeps n_obs of the "
+            f"window's grid times (the paper's Table 2 uses 30, 50 and 100)."
+        )
+    if grid_points < 3 * window:
+        raise ConfigError(
+            f"data.grid_points={grid_points} is too few for data.window={window}: a spiral skips the first window "
+            f"of the curve and needs two windows after its start, so grid_points must be at least {3 * window}."
+        )
+    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+        raise ConfigError(f"data.noise={noise!r} must be a finite standard deviation >= 0 (e.g. data.noise=0.1).")
+    if n_spirals < 2:
+        raise ConfigError(f"data.n_spirals={n_spirals} must be at least 2 (one for training, one for testing).")
+
+
+class SpiralDataset(Dataset):
+    """Spirals as a torch ``Dataset`` of dicts (``observations``, ``obs_times``, ``obs_truth``, ``truth``,
+    ``clockwise``); the shared grid times are the attribute ``times``."""
+
+    def __init__(self, spirals: Spirals) -> None:
+        self.spirals = spirals
+        self.times = spirals.times
+
+    def __len__(self) -> int:
+        return len(self.spirals)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self.spirals, f.name)[index] for f in fields(self.spirals)[1:]}
+
+
+def split_spirals(spirals: Spirals, test_size: int) -> tuple[Spirals, Spirals]:
+    """The fixed train/test split: the last ``test_size`` spirals are the test set."""
+    if not 1 <= test_size < len(spirals):
+        raise ConfigError(
+            f"data.test_size={test_size} must be at least 1 and below data.n_spirals={len(spirals)}, so that both "
+            "splits hold spirals (the default keeps 200 of the 1000 for testing)."
+        )
+    cut = len(spirals) - test_size
+    return spirals.subset(slice(0, cut)), spirals.subset(slice(cut, None))
+
+
+def spiral_loaders(data: Mapping[str, Any], generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
+    """The training and test loaders described by a ``data`` config group (see configs/data/spirals.yaml).
+
+    ``generator`` drives the training loader's shuffling (the trainer saves its state for resuming); the spirals
+    themselves come from ``data.seed``.
+    """
+    spirals = make_spirals(
+        n_spirals=data["n_spirals"],
+        n_obs=data["n_obs"],
+        noise=data["noise"],
+        window=data["window"],
+        grid_points=data["grid_points"],
+        turns=data["turns"],
+        growth=data["growth"],
+        seed=data["seed"],
+    )
+    train_set, test_set = split_spirals(spirals, data["test_size"])
+    log.info(
+        "Spirals: %d training and %d test, %d of %d observation times each, noise std %g, seed %d.",
+        len(train_set), len(test_set), data["n_obs"], data["window"], data["noise"], data["seed"],
+    )
+    for key in ("batch_size", "test_batch_size"):
+        if data[key] < 1:
+            raise ConfigError(f"data.{key}={data[key]} must be a positive number of spirals per batch.")
+    train_loader = DataLoader(
+        SpiralDataset(train_set), batch_size=data["batch_size"], shuffle=True, drop_last=False, generator=generator
+    )
+    test_loader = DataLoader(SpiralDataset(test_set), batch_size=data["test_batch_size"], shuffle=False)
+    return train_loader, test_loader

@@ -1,0 +1,138 @@
+"""The latent ODE of the paper's section 5 (Chen et al. 2018; Figure 6, Table 2, appendix).
+
+A variational autoencoder for time series observed at arbitrary times:
+
+- a recognition RNN reads the observations backwards in time, each with its time gap, and outputs the mean and
+  log-variance of the Gaussian posterior q(z_0 | x) over the latent state at t = 0;
+- the latent state follows dz/dt = f(z), a neural network, solved by the project's ODE solver (``solver`` config
+  group, through ``ODEBlock``; the adjoint by default);
+- a decoder maps each latent state z(t_i) to the mean of a Gaussian over the observation x_i, whose std is fixed.
+
+Training maximises the evidence lower bound (ELBO): E_q[log p(x | z_0)] - KL(q(z_0 | x) || N(0, I)), one sample
+of z_0 per sequence with the reparameterisation trick. Sizes are the paper's (appendix): a 25-unit recognition
+RNN, a 4-dimensional latent state, dynamics and decoder with one hidden layer of 20 units each. The activations
+(tanh RNN, ELU dynamics, ReLU decoder) follow the authors' ``latent_ode.py`` example in torchdiffeq.
+
+Every sequence keeps its own observation times: a batch is solved once, on the sorted union of its times, and
+each sequence reads its own points from that solution (``solve_at_times``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from .ode_block import ODEBlock
+from .sequence_rnn import check_obs_std, gaussian_log_likelihood, time_gaps
+
+
+def solve_at_times(ode: ODEBlock, z0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """The solution from ``z0`` ``(B, D)`` at t = 0, at each sequence's own ``times`` ``(B, n)``: ``(B, n, D)``.
+
+    One solve for the whole batch, on the sorted union of all the times (and t = 0), from which each sequence
+    gathers its own entries. The result equals solving each sequence alone on its own times, up to the solver's
+    tolerance (the error control then sees the whole batch at once). Times must be >= 0; they need not be sorted.
+    """
+    if times.numel() and times.min() < 0:
+        raise ValueError(f"solve_at_times: times must be >= 0 (the latent state is given at t = 0); got {times.min()}.")
+    union, index = torch.unique(times, sorted=True, return_inverse=True)
+    if union.numel() == 0 or union[0] > 0:
+        union, index = torch.cat([union.new_zeros(1), union]), index + 1
+    if union.numel() == 1:  # every time is 0: the solution is the initial state
+        path = z0[None]
+    else:
+        path = ode.trajectory(z0, union)  # (T, B, D)
+    return path.transpose(0, 1).gather(1, index[..., None].expand(-1, -1, z0.shape[-1]))
+
+
+class RecognitionRNN(nn.Module):
+    """q(z_0 | x): an Elman RNN reads ``(x_i, t_i - t_{i-1})`` from the last observation to the first."""
+
+    def __init__(self, obs_dim: int, hidden: int, latent_dim: int) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(obs_dim + 1, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, 2 * latent_dim)
+
+    def forward(self, observations: torch.Tensor, obs_times: torch.Tensor) -> Normal:
+        inputs = torch.cat([observations, time_gaps(obs_times)[..., None]], dim=-1)
+        _, last = self.rnn(inputs.flip(1))
+        mean, log_variance = self.out(last[0]).chunk(2, dim=-1)
+        return Normal(mean, torch.exp(0.5 * log_variance))
+
+
+class LatentDynamics(nn.Module):
+    """f in dz/dt = f(z): one hidden layer with ELU (autonomous: the dynamics do not depend on t)."""
+
+    def __init__(self, latent_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ELU(), nn.Linear(hidden, latent_dim))
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class LatentODE(nn.Module):
+    """The latent ODE (see the module docstring).
+
+    Args:
+        obs_dim: size of one observation (2 for spirals).
+        latent_dim: size of the latent state (4 in the paper).
+        rnn_hidden: hidden units of the recognition RNN (25 in the paper).
+        dynamics_hidden: hidden units of the dynamics network (20 in the paper).
+        decoder_hidden: hidden units of the decoder (20 in the paper).
+        obs_std: the fixed std of the Gaussian likelihood p(x_i | z(t_i)).
+        solver: the ``solver`` config group (method, rtol, atol, adjoint, options, adjoint_options).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int = 2,
+        latent_dim: int = 4,
+        rnn_hidden: int = 25,
+        dynamics_hidden: int = 20,
+        decoder_hidden: int = 20,
+        obs_std: float = 0.1,
+        solver: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        check_obs_std(obs_std)
+        self.obs_std = obs_std
+        self.encoder = RecognitionRNN(obs_dim, rnn_hidden, latent_dim)
+        self.ode = ODEBlock(LatentDynamics(latent_dim, dynamics_hidden), **(solver or {}))
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, obs_dim))
+
+    def posterior(self, observations: torch.Tensor, obs_times: torch.Tensor) -> Normal:
+        """q(z_0 | x), a diagonal Gaussian ``(B, latent_dim)``."""
+        return self.encoder(observations, obs_times)
+
+    def latent_path(self, z0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        """z(t) ``(B, n, latent_dim)`` at each sequence's ``times`` ``(B, n)``, from z(0) = ``z0``."""
+        return solve_at_times(self.ode, z0, times)
+
+    def decode(self, z0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        """The observation means ``(B, n, obs_dim)`` at ``times`` ``(B, n)`` from z(0) = ``z0``."""
+        return self.decoder(self.latent_path(z0, times))
+
+    def loss(self, observations: torch.Tensor, obs_times: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The negative ELBO per sequence (one reparameterised sample of z_0), averaged over the batch."""
+        posterior = self.posterior(observations, obs_times)
+        means = self.decode(posterior.rsample(), obs_times)
+        log_likelihood = gaussian_log_likelihood(observations, means, self.obs_std).mean()
+        prior = Normal(torch.zeros_like(posterior.loc), torch.ones_like(posterior.scale))
+        kl = kl_divergence(posterior, prior).sum(dim=-1).mean()
+        elbo = log_likelihood - kl
+        return -elbo, {"elbo": elbo, "log_likelihood": log_likelihood, "kl": kl}
+
+    def predict(
+        self, observations: torch.Tensor, obs_times: torch.Tensor, query_times: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded from the posterior mean of z_0: the reconstruction at ``obs_times`` and the prediction at the
+        1-D ``query_times``, in one solve."""
+        z0 = self.posterior(observations, obs_times).mean
+        times = torch.cat([obs_times, query_times.expand(obs_times.shape[0], -1)], dim=1)
+        means = self.decode(z0, times)
+        return means[:, : obs_times.shape[1]], means[:, obs_times.shape[1] :]
