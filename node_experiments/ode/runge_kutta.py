@@ -302,6 +302,7 @@ class RungeKutta:
             h = initial_step(
                 self.evaluate, s, y, k0, 1.0, tab.error_order, config.rtol, config.atol, config.norm
             )
+        h = max(h, config.min_step)
         controller = StepSizeController(
             tab.error_order,
             safety=config.safety,
@@ -323,7 +324,8 @@ class RungeKutta:
         while True:
             h = min(h, config.max_step)
             land = landings[next_landing]
-            landing = s + 1.01 * h >= land  # Hairer's rule: never leave a sliver before a point we must hit
+            # Hairer's rule: never leave a sliver before a point we must hit, unless stretching breaks max_step.
+            landing = s + 1.01 * h >= land and land - s <= config.max_step
             s_new = land if landing else s + h
             # The step as the controller sees it: clipped to the landing point, else as requested (not as rounded
             # by the time's resolution, which could hold the step size at one ulp forever).
@@ -370,7 +372,9 @@ class RungeKutta:
                 )
             h = controller.next_step(h_try, ratio, accepted)
             if h < config.min_step:
-                self._raise_step_too_small(
-                    s, h, nonfinite, f"fell below min_step={config.min_step:.3e}", "lower options['min_step']"
-                )
+                if not accepted:  # min_step bounds the steps taken; only a rejection can demand a smaller one
+                    self._raise_step_too_small(
+                        s, h, nonfinite, f"fell below min_step={config.min_step:.3e}", "lower options['min_step']"
+                    )
+                h = config.min_step
         return torch.cat(chunks)
