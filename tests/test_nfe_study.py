@@ -44,7 +44,6 @@ def study_overrides(data_root: Path, checkpoint: Path) -> list[str]:
         "study.num_batches=2",
         "study.timing_repeats=1",
         "study.memory.resnet_blocks=[1,2,4]",
-        "study.reference.tolerance=1e-8",
         f"data.root={data_root}",
         "data.download=false",
     ]

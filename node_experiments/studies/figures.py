@@ -15,8 +15,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .memory_study import RESNET
+
 Rows = Sequence[Mapping[str, Any]]
-BACKWARD_SERIES = {"nfe_backward": "adjoint, RMS norm", "nfe_backward_seminorm": "adjoint, seminorm"}
+BACKWARD_SERIES = {"nfe_backward": ("adjoint, RMS norm", "o"), "nfe_backward_seminorm": ("adjoint, seminorm", "x")}
+PAPER_RESNET_BLOCKS = 6
 MIB = 2**20
 
 
@@ -47,9 +50,9 @@ def draw_backward(axes: Axes, batch_rows: Rows, ratios: Mapping[str, float]) -> 
     forward = [row["nfe_forward"] for row in batch_rows]
     top = max(forward)
     for column, ratio in ratios.items():
-        points = axes.scatter(forward, [row[column] for row in batch_rows], s=14, alpha=0.7)
-        axes.plot([0, top], [0, ratio * top], color=points.get_facecolor()[0],
-                  label=f"{BACKWARD_SERIES[column]}: fit {ratio:.2f} x forward")  # fmt: skip
+        name, marker = BACKWARD_SERIES[column]
+        (line,) = axes.plot([0, top], [0, ratio * top], label=f"{name}: fit {ratio:.2f} x forward")
+        axes.scatter(forward, [row[column] for row in batch_rows], s=24, marker=marker, color=line.get_color())
     axes.plot([0, top], [0, 0.5 * top], ":", color="grey", label="paper's reported 0.5 x forward")
     axes.set(xlabel="NFE forward", ylabel="NFE backward", title="(c) NFE backward vs forward")
     axes.legend(fontsize=7)
@@ -103,6 +106,10 @@ def memory_figure(rows: Rows) -> Figure:
         for network in networks:
             points = sorted((row["evaluations"], row[column] / MIB) for row in rows if row["network"] == network)
             axes.plot(*zip(*points), "o-", label=network)
+        resnet = {row["evaluations"]: row[column] / MIB for row in rows if row["network"] == RESNET}
+        if PAPER_RESNET_BLOCKS in resnet:
+            axes.annotate("the paper's ResNet (L = 6)", (PAPER_RESNET_BLOCKS, resnet[PAPER_RESNET_BLOCKS]), fontsize=7,
+                          textcoords="offset points", xytext=(-10, 30), arrowprops={"arrowstyle": "->"})  # fmt: skip
         axes.set(xlabel="function evaluations: solver NFE, or residual blocks L (ResNet)", ylabel=label)
         axes.legend(fontsize=7)
     figure.suptitle("Memory against depth: O(1) with the adjoint, O(L) without")
