@@ -26,6 +26,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+# The solver tests run small problems on the CPU: one intra-op thread is faster for such tensors than several and
+# keeps the suite polite on a shared machine. (Set here rather than in a tests/ode/conftest.py: a second module
+# named ``conftest`` would shadow tests/conftest.py for the ``from conftest import ...`` of the other tests.)
+torch.set_num_threads(1)
 from torch import nn
 
 # Written out (the spec's list), not imported: the tests check the library against the spec.
