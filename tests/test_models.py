@@ -46,15 +46,15 @@ def test_ode_block_counts_its_evaluations_and_drops_unset_options() -> None:
 
 def test_adjoint_gradients_match_backprop_through_the_solver() -> None:
     torch.manual_seed(0)
-    func = ConvODEFunc(8).double()
-    h0 = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    func = ConvODEFunc(4).double()
+    h0 = torch.randn(2, 4, 3, 3, dtype=torch.float64)
     gradients = []
     for adjoint in (True, False):
-        block = ODEBlock(func, rtol=1e-9, atol=1e-9, adjoint=adjoint)
+        block = ODEBlock(func, rtol=1e-8, atol=1e-8, adjoint=adjoint)
         func.zero_grad()
         block(h0).square().sum().backward()
         gradients.append(torch.cat([p.grad.flatten() for p in func.parameters()]))
-    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
 
 
 def saved_bytes(model: torch.nn.Module, images: torch.Tensor) -> int:
@@ -68,10 +68,10 @@ def test_saved_memory_grows_with_depth_and_solver_steps_but_not_with_the_adjoint
     """Paper Table 1's memory column, measured: O(L) for ResNet and RK-Net, O(1) for the adjoint ODE-Net."""
     torch.manual_seed(0)
     images = torch.rand(4, 1, 28, 28)
-    assert saved_bytes(ResNet(1, 10, 16, 6), images) > saved_bytes(ResNet(1, 10, 16, 2), images)
-    loose, tight = {"rtol": 1e-2, "atol": 1e-2}, {"rtol": 1e-6, "atol": 1e-6}
-    odenet = [saved_bytes(ODENet(1, 10, 16, solver(**tol)), images) for tol in (loose, tight)]
-    rknet = [saved_bytes(ODENet(1, 10, 16, solver(adjoint=False, **tol)), images) for tol in (loose, tight)]
+    assert saved_bytes(ResNet(1, 10, 8, 6), images) > saved_bytes(ResNet(1, 10, 8, 2), images)
+    loose, tight = {"rtol": 1e-2, "atol": 1e-2}, {"rtol": 1e-5, "atol": 1e-5}
+    odenet = [saved_bytes(ODENet(1, 10, 8, solver(**tol)), images) for tol in (loose, tight)]
+    rknet = [saved_bytes(ODENet(1, 10, 8, solver(adjoint=False, **tol)), images) for tol in (loose, tight)]
     assert odenet[0] == odenet[1]
     assert rknet[1] > rknet[0] > odenet[0]
 

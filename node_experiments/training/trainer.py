@@ -52,6 +52,8 @@ class Position:
     step: int = 0  # optimizer steps taken in all
     train_time_s: float = 0.0  # wall time of the training loops so far (evaluation excluded)
     epoch_time_s: float = 0.0  # of the epoch in progress
+    train_cpu_s: float = 0.0  # CPU time of this process in the training loops (all threads): robust to a busy machine
+    epoch_cpu_s: float = 0.0  # of the epoch in progress
     epoch_means: dict = field(default_factory=dict)  # Means.state_dict() of the epoch in progress
     epoch_peak_bytes: int = 0  # of the epoch in progress
     history: list = field(default_factory=list)  # one record per completed epoch, as in metrics.jsonl
@@ -121,6 +123,7 @@ def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None
                 "nfe/test_forward": eval_stats.nfe_forward / max(len(eval_loader), 1),
                 "memory/peak_bytes": _peak_memory(device, position.epoch_peak_bytes),
                 "time/epoch_s": position.epoch_time_s,
+                "time/epoch_cpu_s": position.epoch_cpu_s,
                 "time/eval_s": time.perf_counter() - eval_start,
             }
             record = {"epoch": position.epoch + 1, "step": position.step,
@@ -132,8 +135,10 @@ def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None
 
             position.history.append(record)
             position.train_time_s += position.epoch_time_s
+            position.train_cpu_s += position.epoch_cpu_s
             position.epoch += 1
-            position.batches_done, position.epoch_time_s, position.epoch_means, position.epoch_peak_bytes = 0, 0.0, {}, 0
+            position.batches_done, position.epoch_means, position.epoch_peak_bytes = 0, {}, 0
+            position.epoch_time_s = position.epoch_cpu_s = 0.0
             checkpoint(capture_rng(generator))
     except KeyboardInterrupt:
         checkpoint(epoch_start_rng)
@@ -181,6 +186,7 @@ def _train_epoch(
         leave=False,
     )
     epoch_start = time.perf_counter() - position.epoch_time_s
+    epoch_cpu_start = time.process_time() - position.epoch_cpu_s
     for batch in _skip(loader, position.batches_done):
         step_start = time.perf_counter()
         batch = to_device(batch, device)
@@ -200,6 +206,7 @@ def _train_epoch(
         position.batches_done += 1
         position.step += 1
         position.epoch_time_s = time.perf_counter() - epoch_start
+        position.epoch_cpu_s = time.process_time() - epoch_cpu_start
         position.epoch_peak_bytes = max(position.epoch_peak_bytes, saved.bytes)
         scalars = {
             **{f"train/{name}": value for name, value in values.items()},
@@ -269,6 +276,7 @@ def _summary(
         "saved_bytes_per_batch": last["memory/saved_bytes"],
         "train_time_s": position.train_time_s,
         "epoch_time_s": position.train_time_s / len(position.history),
+        "train_cpu_s": position.train_cpu_s,
         "step_time_s": last["time/step_s"],
         "device": _device_name(device),
         "torch_threads": torch.get_num_threads(),
