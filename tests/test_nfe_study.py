@@ -20,7 +20,9 @@ from conftest import compose, run_node_run, tiny_overrides
 from node_experiments.errors import ConfigError
 from node_experiments.studies import run_study
 from node_experiments.studies.memory_study import ODE_NET, RESNET, RK_NET
-from node_experiments.studies.nfe_study import fit_through_origin
+from node_experiments.ode import record_stats
+from node_experiments.studies.nfe_study import backward_nfe, fit_through_origin, forward_pass
+from node_experiments.studies.trained_run import load_trained_run
 from node_experiments.training import train
 from node_experiments.training.checkpoint import CHECKPOINT_DIR, LAST, save_checkpoint
 
@@ -47,6 +49,21 @@ def study_overrides(data_root: Path, checkpoint: Path) -> list[str]:
         f"data.root={data_root}",
         "data.download=false",
     ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Run this module's torch work, and the node-run it starts, on one thread, then restore the setting.
+
+    The tensors here are tiny, so a second thread only adds overhead; on a CPU shared with other processes it made
+    this module take 264 s instead of 40 s.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +126,19 @@ def test_the_reported_ratio_is_the_least_squares_fit_of_the_batches(study_run: P
                         ("nfe_backward_seminorm", "backward_forward_ratio_seminorm")):  # fmt: skip
         assert summary[key] == pytest.approx(fit_through_origin(forward, [row[column] for row in batches]))
     assert summary["trained_epochs"] == 2, "panel (d) reads the training run's two epochs"
+
+
+def test_each_pass_is_counted_alone(trained_run: Path) -> None:
+    """No count leaks from one pass into the next (the paper's backward/forward artefact)."""
+    trained = load_trained_run(trained_run, torch.device("cpu"))
+    images, labels = torch.rand(8, 1, 28, 28), torch.arange(8) % 10
+    counts = [(forward_pass(trained.model, trained.ode_block, images, 1).nfe,
+               backward_nfe(trained.model, images, labels)) for _ in range(2)]  # fmt: skip
+    (forward, backward), again = counts
+    assert again == (forward, backward) and forward > 0 and backward > 0
+    with record_stats() as alone:
+        trained.model(images)
+    assert (alone.nfe_forward, alone.nfe_backward) == (forward, 0)
 
 
 def test_fit_through_origin() -> None:
