@@ -58,7 +58,8 @@ def experiment_problem(args: list[str]) -> str | None:
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config")
 def run(cfg: DictConfig) -> None:
-    """One run: validate the settings, then train; its folder is Hydra's output directory."""
+    """One run: validate the settings, then train (or run the experiment's study); its folder is Hydra's output
+    directory."""
     # Imported here, not at the top, so that a command line without a valid experiment is answered at once,
     # before torch loads.
     from .models import check_solver_config
