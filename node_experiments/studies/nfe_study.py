@@ -37,6 +37,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Subset
@@ -48,13 +49,14 @@ from ..models import ODEBlock
 from ..ode import ADAPTIVE_METHODS, odeint, record_stats
 from ..training import resolve_device, seed_everything
 from ..training.run_logger import SUMMARY_FILE, RunLogger, write_json
-from .figures import figure3_panels, memory_figure
+from .figures import Rows, figure3_panels, memory_figure
 from .memory_study import measure_memory
 from .trained_run import load_trained_run, solver_settings
 
 log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+REFERENCE_MARGIN = 0.1  # the reference's own error should be at most this fraction of the smallest error measured
 
 
 @dataclass
@@ -182,7 +184,7 @@ def measure_tolerance(
     return rows
 
 
-def summarise(batch_rows: Sequence[Mapping[str, Any]], tolerances: Sequence[float]) -> list[dict[str, Any]]:
+def summarise(batch_rows: Rows, tolerances: Sequence[float]) -> list[dict[str, Any]]:
     """One row per tolerance: means over the batches (the largest max-abs error), accuracy over all images."""
     table = []
     for tolerance in tolerances:
@@ -204,14 +206,14 @@ def summarise(batch_rows: Sequence[Mapping[str, Any]], tolerances: Sequence[floa
     return table
 
 
-def backward_forward_ratios(batch_rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def backward_forward_ratios(batch_rows: Rows) -> dict[str, float]:
     """The fitted backward/forward NFE ratio per backward column (``nfe_backward``, ``nfe_backward_seminorm``)."""
     forward = [row["nfe_forward"] for row in batch_rows]
     columns = [column for column in ("nfe_backward", "nfe_backward_seminorm") if column in batch_rows[0]]
     return {column: fit_through_origin(forward, [row[column] for row in batch_rows]) for column in columns}
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_csv(path: Path, rows: Rows) -> None:
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -238,7 +240,7 @@ def check_settings(settings: DictConfig) -> None:
             f"{', '.join(sorted(ADAPTIVE_METHODS))}."
         )
     if not _positive_numbers([reference.tolerance]):
-        raise ConfigError(f"study.reference.tolerance={reference.tolerance!r} must be a positive number, e.g. 1e-9.")
+        raise ConfigError(f"study.reference.tolerance={reference.tolerance!r} must be a positive number, e.g. 1e-8.")
     for key in ("batch_size", "num_batches", "timing_repeats"):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -273,9 +275,10 @@ def run_nfe_study(cfg: DictConfig, run_dir: Path, labels: Mapping[str, Any]) -> 
     block = trained.ode_block
     check_same_data(trained.config, cfg.data)
     batches = evaluation_batches(cfg.data, settings.batch_size, settings.num_batches, device)
+    num_images = sum(len(batch_labels) for _, batch_labels in batches)
     tolerances = sorted(settings.tolerances, reverse=True)
     log.info("NFE study of %s (%s) on %d test images, %d tolerances, on %s.", trained.checkpoint, block.method,
-             sum(len(labels) for _, labels in batches), len(tolerances), device)  # fmt: skip
+             num_images, len(tolerances), device)  # fmt: skip
 
     references = References(block, settings.reference.method, settings.reference.tolerance)
     batch_rows = []
@@ -287,38 +290,26 @@ def run_nfe_study(cfg: DictConfig, run_dir: Path, labels: Mapping[str, Any]) -> 
     ratios = backward_forward_ratios(batch_rows)
     log.info("backward / forward NFE fitted through the origin: %s",
              ", ".join(f"{column} {ratio:.3f}" for column, ratio in ratios.items()))  # fmt: skip
-    smallest_error = min(entry["error_max_abs"] for entry in table)
-    if references.self_error > 0.1 * smallest_error:
-        log.warning(
-            "The reference may be too loose: at 10x its tolerance it moves by %.1e, more than a tenth of the "
-            "smallest error measured (%.1e). Tighten study.reference.tolerance.", references.self_error,
-            smallest_error,
-        )  # fmt: skip
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(run_dir / "nfe_study.csv", table)
-    write_csv(run_dir / "nfe_study_batches.csv", batch_rows)
-    figures = figure3_panels(table, batch_rows, ratios, trained.history)
+    _check_reference(references, table)
     memory_rows = []
     if settings.memory.enabled:
-        images, labels_ = batches[0]
-        memory_rows = measure_memory(trained.model, block, images, labels_, tolerances, settings.memory.resnet_blocks,
-                                     trained.config["model"])  # fmt: skip
-        write_csv(run_dir / "memory.csv", memory_rows)
-        figures["memory"] = memory_figure(memory_rows)
+        images, image_labels = batches[0]
+        memory_rows = measure_memory(trained.model, block, images, image_labels, tolerances,
+                                     settings.memory.resnet_blocks, trained.config["model"])  # fmt: skip
 
-    logger = RunLogger(run_dir, tensorboard=cfg.logger.tensorboard)
-    for name, figure in figures.items():
-        logger.figure(name, figure, 0)
-        plt.close(figure)
-    logger.close()
+    figures = figure3_panels(table, batch_rows, ratios, trained.history)
+    tables = {"nfe_study.csv": table, "nfe_study_batches.csv": batch_rows}
+    if memory_rows:
+        figures["memory"] = memory_figure(memory_rows)
+        tables["memory.csv"] = memory_rows
+    _write(run_dir, tables, figures, tensorboard=cfg.logger.tensorboard)
     summary = {
         "experiment": labels.get("experiment"),
         "run_dir": str(run_dir),
         "checkpoint": str(trained.checkpoint),
         "trained_epochs": len(trained.history),
         "method": block.method,
-        "images": sum(len(labels) for _, labels in batches),
+        "images": num_images,
         "reference": {**OmegaConf.to_container(settings.reference), "self_error": references.self_error},
         "backward_forward_ratio": ratios.get("nfe_backward"),
         "backward_forward_ratio_seminorm": ratios.get("nfe_backward_seminorm"),
@@ -330,6 +321,29 @@ def run_nfe_study(cfg: DictConfig, run_dir: Path, labels: Mapping[str, Any]) -> 
     }
     write_json(run_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def _check_reference(references: References, table: Rows) -> None:
+    """Warn when the reference is not ``REFERENCE_MARGIN`` times more accurate than the smallest error measured."""
+    smallest = min(entry["error_max_abs"] for entry in table)
+    if references.self_error > REFERENCE_MARGIN * smallest:
+        log.warning(
+            "The reference may be too loose: at 10x its tolerance it moves by %.1e, more than %g of the smallest "
+            "error measured (%.1e). Tighten study.reference.tolerance.", references.self_error, REFERENCE_MARGIN,
+            smallest,
+        )  # fmt: skip
+
+
+def _write(run_dir: Path, tables: Mapping[str, Rows], figures: Mapping[str, Figure], *, tensorboard: bool) -> None:
+    """The CSV tables, and the figures as PNG under ``run_dir/figures`` (and in TensorBoard when it is on)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in tables.items():
+        write_csv(run_dir / name, rows)
+    logger = RunLogger(run_dir, tensorboard=tensorboard)
+    for name, figure in figures.items():
+        logger.figure(name, figure, 0)
+        plt.close(figure)
+    logger.close()
 
 
 def _describe(entry: Mapping[str, Any]) -> str:
