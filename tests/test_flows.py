@@ -31,7 +31,17 @@ from node_experiments.models.flows import (
 )
 from node_experiments.tasks.base import build_task
 
-TIGHT = dict(method="dopri5", rtol=1e-9, atol=1e-9, adjoint=True, options={}, adjoint_options={})
+TIGHT = dict(method="dopri5", rtol=1e-8, atol=1e-8, adjoint=True, options={}, adjoint_options={})
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch):
+    """These models are tiny: one thread is much faster than several on a busy machine (node-run included)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class Linear(nn.Module):

@@ -270,25 +270,11 @@ class PlanarField(nn.Module):
 
 
 class PlanarCNF(CNF):
-    """The paper's planar CNF with M = ``width`` hidden units (section 4.1); see ``CNF`` and ``PlanarField``."""
+    """The paper's planar CNF with M = ``width`` hidden units (section 4.1): a ``CNF`` (which takes the other
+    keyword arguments: t1, trace, probe, solver, base_std) of a ``PlanarField``."""
 
-    def __init__(
-        self,
-        *,
-        dim: int = 2,
-        width: int = 64,
-        hidden: int = 32,
-        gated: bool = True,
-        t1: float = 1.0,
-        trace: str = "exact",
-        probe: str = "rademacher",
-        solver: Mapping[str, Any] | None = None,
-        base_std: float = 1.0,
-    ) -> None:
-        super().__init__(
-            PlanarField(dim, width, hidden, gated), dim=dim, t1=t1, trace=trace, probe=probe, solver=solver,
-            base_std=base_std,
-        )  # fmt: skip
+    def __init__(self, *, dim: int = 2, width: int = 64, hidden: int = 32, gated: bool = True, **flow: Any) -> None:
+        super().__init__(PlanarField(dim, width, hidden, gated), dim=dim, **flow)
 
 
 # ----------------------------------------------------------------------------------------------- the planar NF

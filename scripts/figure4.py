@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Rebuild the paper's Figure 4 (Chen et al. 2018, section 4.1): planar NF against planar CNF at density matching.
+
+    python scripts/figure4.py outputs/figure4                       # the folder(s) holding the runs
+    python scripts/figure4.py RUN_DIR ... --output-dir docs/figures --table docs/figure4.md
+
+Every run folder under the given paths that holds a ``summary.json`` (a finished ``nf_density_matching`` or
+``cnf_density_matching`` run) is one cell: its target (``data.target``) and size (the NF's K = ``model.layers``,
+the CNF's M = ``model.width``) are read from the run's ``.hydra/config.yaml``. The script prints the table of final
+losses (the loss E_q[log q + U] on the fixed evaluation samples after the last epoch; lower is better) with the
+true KL(q || p) = loss + log Z beside it, and writes two figures:
+
+- ``figure4_loss.png``: final loss against K or M, NF beside CNF, one panel per target (the paper's bottom row),
+  with the loss's lower bound -log Z (where KL = 0);
+- ``figure4_densities.png``: each target beside the learned densities q for every K and M (the paper's grid),
+  evaluated from each run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from node_experiments.data.densities import energy, log_normaliser  # noqa: E402
+from node_experiments.training.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint  # noqa: E402
+
+KINDS = ("NF", "CNF")
+SIZE_NAME = {"NF": "K", "CNF": "M"}
+
+
+@dataclass
+class Run:
+    folder: Path
+    kind: str  # NF or CNF
+    target: str
+    size: int  # K or M
+    summary: dict
+    config: DictConfig
+
+    @property
+    def iterations(self) -> int:
+        return int(self.summary["epochs"]) * int(self.config.data.batches_per_epoch)
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    """The finished density-matching runs at or under ``paths``."""
+    runs = []
+    for path in paths:
+        for summary_file in sorted(path.rglob("summary.json")):
+            folder = summary_file.parent
+            config = OmegaConf.load(folder / ".hydra" / "config.yaml")
+            if "target" not in config.get("data", {}):
+                continue  # not a density-matching run
+            kind = "CNF" if config.model._target_.endswith("CNF") else "NF"
+            size = int(config.model.width if kind == "CNF" else config.model.layers)
+            summary = json.loads(summary_file.read_text(encoding="utf-8"))
+            runs.append(Run(folder, kind, str(config.data.target), size, summary, config))
+    return runs
+
+
+def table(runs: list[Run]) -> str:
+    """Markdown: one row per target, one column per model and size; final loss (KL) per cell, then CPU time."""
+    targets = sorted({run.target for run in runs})
+    columns = [(kind, size) for kind in KINDS for size in sorted({r.size for r in runs if r.kind == kind})]
+    cells = {(run.target, run.kind, run.size): run for run in runs}
+    header = ["Target", *(f"{kind} {SIZE_NAME[kind]}={size}" for kind, size in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for target in targets:
+        row = [target]
+        for kind, size in columns:
+            run = cells.get((target, kind, size))
+            row.append(f"{run.summary['final_loss']:.3f} ({run.summary['test_kl']:.3f})" if run else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    times = {kind: sum(r.summary["train_time_s"] for r in runs if r.kind == kind) for kind in KINDS}
+    iterations = sorted({(r.kind, r.iterations, r.config.optimizer.lr) for r in runs})
+    notes = [
+        "",
+        "Cells: final loss E_q[log q + U] on 4096 fixed base samples (KL(q || p) = loss + log Z in parentheses).",
+        "Training: " + "; ".join(f"{kind} {n} Adam iterations at lr {lr:g}" for kind, n, lr in iterations) + ".",
+        "Training time, all runs: " + ", ".join(f"{kind} {times[kind] / 60:.1f} min" for kind in KINDS) + ".",
+    ]
+    return "\n".join(lines + notes) + "\n"
+
+
+def loss_figure(runs: list[Run]) -> plt.Figure:
+    """Final loss against K (NF) or M (CNF), one panel per target."""
+    targets = sorted({run.target for run in runs})
+    figure, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.2), squeeze=False)
+    for axis, target in zip(axes[0], targets):
+        for kind, marker in zip(KINDS, "os"):
+            points = sorted((r.size, r.summary["final_loss"]) for r in runs if r.target == target and r.kind == kind)
+            if points:
+                axis.plot(*zip(*points), marker=marker, label=kind)
+        axis.axhline(-log_normaliser(target), color="gray", linestyle="--", label="-log Z (KL = 0)")
+        axis.set_xscale("log", base=2)
+        sizes = sorted({r.size for r in runs})
+        axis.set_xticks(sizes, [str(size) for size in sizes])
+        axis.set_xlabel("K (NF) or M (CNF)")
+        axis.set_title(target)
+        axis.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("final loss")
+    axes[0, 0].legend()
+    figure.tight_layout()
+    return figure
+
+
+@torch.no_grad()
+def learned_density(run: Run, points: torch.Tensor) -> torch.Tensor:
+    """exp(log q) on ``points`` of the model in the run's last checkpoint."""
+    checkpoint = load_checkpoint(run.folder / CHECKPOINT_DIR / LAST)
+    model = instantiate(OmegaConf.create(checkpoint["config"]).model, _convert_="all")
+    model.load_state_dict(checkpoint["model"])
+    model.eval()
+    return torch.cat([model.log_prob(chunk).exp() for chunk in points.split(4096)])
+
+
+def density_figure(runs: list[Run], limit: float = 4.0, resolution: int = 100) -> plt.Figure:
+    """Rows: targets; columns: the target, then q of every NF and CNF size (the paper's Figure 4 grid)."""
+    targets = sorted({run.target for run in runs})
+    columns = [(kind, size) for kind in KINDS for size in sorted({r.size for r in runs if r.kind == kind})]
+    cells = {(run.target, run.kind, run.size): run for run in runs}
+    axis_values = torch.linspace(-limit, limit, resolution)
+    ys, xs = torch.meshgrid(axis_values, axis_values, indexing="ij")
+    points = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
+    extent = [-limit, limit, -limit, limit]
+    figure, axes = plt.subplots(
+        len(targets), len(columns) + 1, figsize=(1.9 * (len(columns) + 1), 1.9 * len(targets)), squeeze=False
+    )
+    for row, target in enumerate(targets):
+        images = [(-energy(target)(points)).exp()]
+        images += [learned_density(cells[(target, *c)], points) if (target, *c) in cells else None for c in columns]
+        for column, image in enumerate(images):
+            axis = axes[row, column]
+            if image is not None:
+                axis.imshow(image.reshape(resolution, resolution).numpy(), origin="lower", extent=extent)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[row, 0].set_ylabel(target)
+    for column, title in enumerate(["target", *(f"{kind} {SIZE_NAME[kind]}={size}" for kind, size in columns)]):
+        axes[0, column].set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders or the folders holding them")
+    parser.add_argument("--output-dir", type=Path, default=Path("."), help="where the two PNGs go (default: .)")
+    parser.add_argument("--table", type=Path, help="also write the table to this Markdown file")
+    parser.add_argument("--no-densities", action="store_true", help="skip the density grid (it reloads every run)")
+    args = parser.parse_args(argv)
+    missing = [str(path) for path in args.runs if not path.is_dir()]
+    if missing:
+        print(f"figure4: not a folder: {', '.join(missing)}. Give run folders or sweep folders.", file=sys.stderr)
+        return 2
+    runs = find_runs(args.runs)
+    if not runs:
+        print(
+            f"figure4: no finished density-matching run under {', '.join(map(str, args.runs))}. Run the sweeps first:"
+            " node-run -m experiment=nf_density_matching data.target=U1,U2,U3 model.layers=2,8,32 (and the same"
+            " with experiment=cnf_density_matching model.width=2,8,32).",
+            file=sys.stderr,
+        )
+        return 1
+    text = table(runs)
+    print(text, end="")
+    if args.table:
+        args.table.write_text(text, encoding="utf-8")
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    figures = {"figure4_loss": loss_figure(runs)}
+    if not args.no_densities:
+        figures["figure4_densities"] = density_figure(runs)
+    for name, figure in figures.items():
+        figure.savefig(args.output_dir / f"{name}.png", dpi=120, bbox_inches="tight")
+        print(f"wrote {args.output_dir / name}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
