@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Iterator
 
 
-@dataclass
+@dataclass(eq=False)  # recorders are told apart by identity: two with equal counts are still two recorders
 class SolverStats:
     """Work done by the solves recorded in one ``record_stats()`` block."""
 

@@ -200,3 +200,13 @@ def test_adjoint_backward_without_a_recorder():
     ys = odeint_adjoint(func, y0, t, rtol=1e-6, atol=1e-6)
     ys.sum().backward()
     assert y0.grad is not None and t.grad is not None
+
+
+def test_recorders_with_equal_counts_close_in_order():
+    """Recorders are told apart by identity: an inner one opened while the outer still has equal (zero) counts
+    closes itself, not the outer one, and counts nothing after it closes."""
+    with record_stats() as outer:
+        with record_stats() as inner:
+            odeint(HARMONIC.func, HARMONIC.y0(), HARMONIC.times(2))
+        odeint(HARMONIC.func, HARMONIC.y0(), HARMONIC.times(2))
+    assert (outer.solves, inner.solves) == (2, 1)
