@@ -180,3 +180,11 @@ def test_a_bad_likelihood_std_names_the_key(obs_std: float) -> None:
         LatentODE(obs_std=obs_std)
     with pytest.raises(ConfigError, match="model.obs_std"):
         SequenceRNN(obs_std=obs_std)
+
+
+def test_a_bad_cell_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="model.rnn_cell='lstm'"):
+        LatentODE(rnn_cell="lstm")
+    with pytest.raises(ConfigError, match="model.cell='lstm'"):
+        SequenceRNN(cell="lstm")
+    assert isinstance(LatentODE(rnn_cell="rnn").encoder.rnn, torch.nn.RNN)

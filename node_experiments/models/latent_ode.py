@@ -11,7 +11,9 @@ A variational autoencoder for time series observed at arbitrary times:
 Training maximises the evidence lower bound (ELBO): E_q[log p(x | z_0)] - KL(q(z_0 | x) || N(0, I)), one sample
 of z_0 per sequence with the reparameterisation trick. Sizes are the paper's (appendix): a 25-unit recognition
 RNN, a 4-dimensional latent state, dynamics and decoder with one hidden layer of 20 units each. The activations
-(tanh RNN, ELU dynamics, ReLU decoder) follow the authors' ``latent_ode.py`` example in torchdiffeq.
+(ELU dynamics, ReLU decoder) follow the authors' ``latent_ode.py`` example in torchdiffeq; the recognition RNN is
+a GRU by default rather than the example's Elman cell, whose exploding gradients derail training
+(``sequence_rnn.recurrent_layer``).
 
 Every sequence keeps its own observation times: a batch is solved once, on the sorted union of its times, and
 each sequence reads its own points from that solution (``solve_at_times``).
@@ -27,7 +29,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from .ode_block import ODEBlock
-from .sequence_rnn import check_obs_std, gaussian_log_likelihood, time_gaps
+from .sequence_rnn import check_obs_std, gaussian_log_likelihood, recurrent_layer, time_gaps
 
 
 def solve_at_times(ode: ODEBlock, z0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -50,11 +52,11 @@ def solve_at_times(ode: ODEBlock, z0: torch.Tensor, times: torch.Tensor) -> torc
 
 
 class RecognitionRNN(nn.Module):
-    """q(z_0 | x): an Elman RNN reads ``(x_i, t_i - t_{i-1})`` from the last observation to the first."""
+    """q(z_0 | x): a recurrent network reads ``(x_i, t_i - t_{i-1})`` from the last observation to the first."""
 
-    def __init__(self, obs_dim: int, hidden: int, latent_dim: int) -> None:
+    def __init__(self, obs_dim: int, hidden: int, latent_dim: int, cell: str = "gru") -> None:
         super().__init__()
-        self.rnn = nn.RNN(obs_dim + 1, hidden, batch_first=True)
+        self.rnn = recurrent_layer(cell, obs_dim + 1, hidden, "model.rnn_cell")
         self.out = nn.Linear(hidden, 2 * latent_dim)
 
     def forward(self, observations: torch.Tensor, obs_times: torch.Tensor) -> Normal:
@@ -85,6 +87,7 @@ class LatentODE(nn.Module):
         dynamics_hidden: hidden units of the dynamics network (20 in the paper).
         decoder_hidden: hidden units of the decoder (20 in the paper).
         obs_std: the fixed std of the Gaussian likelihood p(x_i | z(t_i)).
+        rnn_cell: the recognition network's cell, ``gru`` or ``rnn`` (see ``sequence_rnn.recurrent_layer``).
         solver: the ``solver`` config group (method, rtol, atol, adjoint, options, adjoint_options).
     """
 
@@ -96,12 +99,13 @@ class LatentODE(nn.Module):
         dynamics_hidden: int = 20,
         decoder_hidden: int = 20,
         obs_std: float = 0.1,
+        rnn_cell: str = "gru",
         solver: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_obs_std(obs_std)
         self.obs_std = obs_std
-        self.encoder = RecognitionRNN(obs_dim, rnn_hidden, latent_dim)
+        self.encoder = RecognitionRNN(obs_dim, rnn_hidden, latent_dim, rnn_cell)
         self.ode = ODEBlock(LatentDynamics(latent_dim, dynamics_hidden), **(solver or {}))
         self.decoder = nn.Sequential(nn.Linear(latent_dim, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, obs_dim))
 

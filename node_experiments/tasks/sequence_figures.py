@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 DIRECTION_COLOURS = {False: "tab:blue", True: "tab:red"}  # counter-clockwise, clockwise
@@ -68,13 +69,13 @@ def latent_trajectories_figure(paths: torch.Tensor, clockwise: torch.Tensor, win
     Solid over the observation window (the first ``window`` times), dashed over the extrapolation; a dot marks
     z_0.
     """
-    projected = principal_components(paths.cpu())
+    projected = principal_components(paths.cpu()).numpy()
+    colours = [DIRECTION_COLOURS[is_clockwise] for is_clockwise in clockwise.cpu().tolist()]
     figure, axis = plt.subplots(figsize=(5, 5))
-    for path, is_clockwise in zip(projected, clockwise.cpu().tolist()):
-        colour = DIRECTION_COLOURS[is_clockwise]
-        axis.plot(path[:window, 0], path[:window, 1], color=colour, lw=0.8, alpha=0.7)
-        axis.plot(path[window - 1 :, 0], path[window - 1 :, 1], color=colour, lw=0.8, alpha=0.5, ls="--")
-        axis.scatter(path[:1, 0], path[:1, 1], color=colour, s=8)
+    axis.add_collection(LineCollection(list(projected[:, :window]), colors=colours, lw=0.8, alpha=0.7))
+    axis.add_collection(LineCollection(list(projected[:, window - 1 :]), colors=colours, lw=0.8, alpha=0.5, ls="--"))
+    axis.scatter(projected[:, 0, 0], projected[:, 0, 1], c=colours, s=8)
+    axis.autoscale()
     for is_clockwise, colour in DIRECTION_COLOURS.items():
         axis.plot([], [], color=colour, label=DIRECTION_NAMES[is_clockwise])
     axis.set_xlabel("principal component 1")
