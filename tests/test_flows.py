@@ -187,6 +187,8 @@ SMALL = ["data.batch_size=64", "data.batches_per_epoch=20", "data.eval_samples=5
     "experiment, overrides",
     [
         ("cnf_density_matching", ["model.width=4", "solver.rtol=1e-4", "solver.atol=1e-4"]),
+        ("cnf_density_matching", ["model.width=4", "model.trace=hutchinson", "solver.rtol=1e-4", "solver.atol=1e-4"]),
+        ("cnf_density_matching", ["model.width=4", "model.trace=closed_form", "solver.rtol=1e-4", "solver.atol=1e-4"]),
         ("nf_density_matching", ["model.layers=4"]),
         ("cnf_two_moons", ["model.width=8", "solver.rtol=1e-4", "solver.atol=1e-4"]),
         ("nf_two_circles", ["model.layers=8"]),
