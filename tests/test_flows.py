@@ -30,6 +30,7 @@ from node_experiments.models.flows import (
     normal_log_prob,
 )
 from node_experiments.tasks.base import build_task
+from node_experiments.training import train
 
 TIGHT = dict(method="dopri5", rtol=1e-8, atol=1e-8, adjoint=True, options={}, adjoint_options={})
 
@@ -283,3 +284,18 @@ def test_a_bad_target_is_reported_without_a_stack_trace(tmp_path) -> None:
     result = run_node_run(["experiment=nf_density_matching", "data.target=U9", f"hydra.run.dir={tmp_path}"])
     assert result.returncode == 1
     assert "data.target='U9' is not a target density" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_resumed_run_draws_the_same_batches(tmp_path) -> None:
+    """Fresh batches come from the trainer's generator, so 2 epochs + 1 resumed epoch equal 3 epochs straight."""
+    tiny = ["model.layers=4", "data.batch_size=16", "data.batches_per_epoch=3", "data.eval_samples=64",
+            "task.grid_points=8", "task.figure_samples=50", "logger.tensorboard=false", "trainer.progress_bar=false"]  # fmt: skip
+    for name in ("straight", "first", "resumed"):
+        (tmp_path / name).mkdir()
+    straight = train(compose("nf_density_matching", [*tiny, "trainer.max_epochs=3"]), tmp_path / "straight")
+    train(compose("nf_density_matching", [*tiny, "trainer.max_epochs=2"]), tmp_path / "first")
+    resumed = train(
+        compose("nf_density_matching", [*tiny, "trainer.max_epochs=3", f"trainer.resume={tmp_path / 'first'}"]),
+        tmp_path / "resumed",
+    )
+    assert resumed["final_loss"] == straight["final_loss"] and resumed["epochs"] == 3

@@ -217,8 +217,9 @@ class CNF(Flow):
 
     def trajectory(self, z0: torch.Tensor, fractions: Sequence[float]) -> list[torch.Tensor]:
         times = [f * self.t1 for f in fractions]
-        zs, _ = self.integrate(z0, z0.new_zeros(z0.shape[0]), sorted(set(times)))
-        by_time = dict(zip(sorted(set(times)), zs))
+        grid = sorted({0.0, *times})
+        zs = self.integrate(z0, z0.new_zeros(z0.shape[0]), grid)[0] if len(grid) > 1 else [z0]
+        by_time = dict(zip(grid, zs))
         return [by_time[t] for t in times]
 
     def describe(self, fraction: float) -> str:
