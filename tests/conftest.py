@@ -8,6 +8,10 @@ Other test modules (and other kinds of experiment) reuse these:
   seconds on that data (4 batches of 16, one epoch, no progress bar, the given run folder).
 - ``run_node_run(args)``: run the installed ``node-run`` console script in a subprocess.
 - ``compose(experiment, overrides)``: the composed config of an experiment, through Hydra's compose API.
+
+Every test runs torch on one thread (``single_thread``, autouse), and so does every ``node-run`` started by
+``run_node_run``: the tensors of the tests are tiny, and on a CPU shared with other processes a second OpenMP
+thread made steps several times slower, not faster.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from omegaconf import DictConfig
@@ -49,6 +54,15 @@ def write_tiny_mnist(root: Path, dataset: str = "MNIST", train: int = TRAIN_IMAG
         (raw / image_file).write_bytes(struct.pack(">iiii", 0x803, count, 28, 28) + images.tobytes())
         (raw / label_file).write_bytes(struct.pack(">ii", 0x801, count) + labels.tobytes())
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_thread():
+    """Run the tests' torch work on one thread, then restore the setting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +98,7 @@ def node_run_executable() -> str:
 
 def run_node_run(args: list[str], cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``node-run ARGS`` in a subprocess and return it finished, with its text output."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [node_run_executable(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
