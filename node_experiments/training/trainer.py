@@ -141,10 +141,13 @@ def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None
             position.epoch_time_s = position.epoch_cpu_s = 0.0
             checkpoint(capture_rng(generator))
     except KeyboardInterrupt:
+        logger.close()
+        if not settings.checkpoint:
+            log.warning("Interrupted; no checkpoint written (trainer.checkpoint=false).")
+            raise
         checkpoint(epoch_start_rng)
         log.warning("Interrupted: checkpoint written to %s; continue with trainer.resume=%s",
                     run_dir / CHECKPOINT_DIR / LAST, run_dir)
-        logger.close()
         raise
 
     for name, figure in task.figures(model, eval_loader).items():
