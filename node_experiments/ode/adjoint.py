@@ -23,17 +23,7 @@ from torch import nn
 
 from .controllers import resolve_norm
 from .errors import InvalidArgumentError
-from .solve import (
-    FlatField,
-    StateSpec,
-    as_state,
-    check_options,
-    check_times,
-    check_tolerance,
-    integrate,
-    lookup_method,
-    odeint,
-)
+from .solve import FlatField, Problem, StateSpec, check_options, check_tolerance, integrate, lookup_method, odeint
 from .stats import report_solve
 
 
@@ -147,11 +137,9 @@ def odeint_adjoint(
             )
         adjoint_params = tuple(func.parameters())
     params = tuple(p for p in adjoint_params if p.requires_grad)
-    tensors, spec = as_state(y0)
-    times, sign = check_times(t, tensors[0].device)
-    rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
-    tableau = lookup_method(method)
-    options = check_options(tableau, options)
+    problem = Problem.check(y0, t, rtol, atol, method, options)
+    tensors, spec, tableau, options = problem.tensors, problem.spec, problem.tableau, problem.options
+    rtol, atol = problem.rtol, problem.atol
     adjoint_tableau = lookup_method(adjoint_method or method, "adjoint_method")
     if adjoint_options is None:
         adjoint_options = options if adjoint_tableau is tableau else {}
@@ -165,7 +153,6 @@ def odeint_adjoint(
     if not grad_wanted:
         return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
 
-    norm = resolve_norm(options.get("norm", "rms"), sizes=spec.sizes, structured=spec.unflatten) if tableau.adaptive else None
     adjoint_norm = None
     if adjoint_tableau.adaptive:
         # The backward state's parts: the state's, their adjoints', then one per parameter tensor.
@@ -175,8 +162,8 @@ def odeint_adjoint(
             state_parts=2 * len(spec.sizes),
         )  # fmt: skip
     settings = dict(
-        func=func, spec=spec, sign=sign, times=times, tableau=tableau, rtol=rtol, atol=atol, options=options,
-        norm=norm, adjoint_tableau=adjoint_tableau, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+        func=func, spec=spec, sign=problem.sign, times=problem.times, tableau=tableau, rtol=rtol, atol=atol,
+        options=options, norm=problem.norm, adjoint_tableau=adjoint_tableau, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
         adjoint_options=adjoint_options, adjoint_norm=adjoint_norm,
     )  # fmt: skip
     solution = _AdjointSolve.apply(settings, spec.flatten(tensors), t, *params)

@@ -262,6 +262,34 @@ def needs_graph(func, tensors: Sequence[torch.Tensor], t: torch.Tensor, params: 
     return True
 
 
+@dataclass(frozen=True)
+class Problem:
+    """The checked arguments of one solve: ``odeint``'s and ``odeint_adjoint``'s forward solve alike."""
+
+    tensors: list[torch.Tensor]
+    spec: StateSpec
+    times: list[float]
+    sign: float
+    rtol: float
+    atol: float
+    tableau: ButcherTableau
+    options: dict
+    norm: object
+
+    @classmethod
+    def check(cls, y0, t, rtol, atol, method: str, options: dict | None) -> "Problem":
+        """Validate everything before solving; raises ``InvalidArgumentError`` naming the bad value."""
+        tensors, spec = as_state(y0)
+        times, sign = check_times(t, tensors[0].device)
+        rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
+        tableau = lookup_method(method)
+        options = check_options(tableau, options)
+        norm = None
+        if tableau.adaptive:
+            norm = resolve_norm(options.get("norm", "rms"), sizes=spec.sizes, structured=spec.unflatten)
+        return cls(tensors, spec, times, sign, rtol, atol, tableau, options, norm)
+
+
 # ------------------------------------------------------------------------------------------------------ solving
 def integrate(
     field: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -323,15 +351,9 @@ def odeint(
     ``odeint_adjoint`` for memory that does not grow with the number of steps. See the package docstring for the
     arguments, methods and options.
     """
-    tensors, spec = as_state(y0)
-    times, sign = check_times(t, tensors[0].device)
-    rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
-    tableau = lookup_method(method)
-    options = check_options(tableau, options)
-    norm = resolve_norm(options.get("norm", "rms"), sizes=spec.sizes, structured=spec.unflatten) if tableau.adaptive else None
-    differentiable = needs_graph(func, tensors, t)
+    p = Problem.check(y0, t, rtol, atol, method, options)
     solution = integrate(
-        FlatField(func, spec, sign), spec.flatten(tensors), t, times, sign, tableau, rtol, atol, options, norm,
-        differentiable=differentiable,
+        FlatField(func, p.spec, p.sign), p.spec.flatten(p.tensors), t, p.times, p.sign, p.tableau, p.rtol, p.atol,
+        p.options, p.norm, differentiable=needs_graph(func, p.tensors, t),
     )  # fmt: skip
-    return spec.unflatten(solution)
+    return p.spec.unflatten(solution)
