@@ -15,7 +15,7 @@ from importlib.resources import files
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .errors import RunError
 
@@ -71,9 +71,11 @@ def run(cfg: DictConfig) -> None:
     choices = hydra_config.runtime.choices
     labels = {
         "experiment": choices.get("experiment"),
-        **{group: choices.get(group) for group in ("task", "model", "data", "solver") if group in choices},
+        **{group: choices.get(group) for group in ("task", "model", "data") if group in choices},
         "run_dir": hydra_config.runtime.output_dir,
     }
+    if "solver" in cfg.get("model", {}):  # the settings the model solves with, overrides included
+        labels["solver"] = OmegaConf.to_container(cfg.solver, resolve=True)
     try:
         if "solver" in cfg:
             check_solver_config(cfg.solver)

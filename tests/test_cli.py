@@ -62,6 +62,7 @@ def test_experiment_runs_end_to_end(runs: dict[str, Path], experiment: str) -> N
     assert summary["peak_memory_bytes"] > 0
     uses_solver = experiment in ("mnist_odenet", "mnist_rknet")
     assert (summary["nfe_forward"] > 0) == uses_solver
+    assert ("solver" in summary) == uses_solver
     assert (summary["nfe_backward"] > 0) == (experiment == "mnist_odenet")  # RK-Net backprops, no backward solve
     (record,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and record["test/accuracy"] == summary["test_accuracy"]
@@ -85,6 +86,7 @@ def test_a_tighter_tolerance_raises_the_nfe(runs: dict[str, Path], tiny_data_roo
     assert result.returncode == 0, result.stderr
     tight = json.loads((tmp_path / "summary.json").read_text())
     default = json.loads((runs["mnist_odenet"] / "summary.json").read_text())
+    assert (tight["solver"]["rtol"], default["solver"]["rtol"]) == (1e-4, 1e-3)
     assert tight["nfe_forward"] > default["nfe_forward"]
     assert tight["nfe_backward"] > default["nfe_backward"]
 

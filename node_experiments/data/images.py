@@ -31,17 +31,22 @@ def load_image_dataset(
         )
     root = Path(root).expanduser().resolve()
     folder = root / name / "raw"
-    fixes = (
-        f"Either turn the download on (data.download=true, needs a network connection), or point data.root at a "
-        f"folder that holds a copy (with {name}/raw/*-ubyte inside), e.g. data.root=/path/to/data."
+    copy = f"or point data.root at a folder that holds a copy (with {name}/raw/*-ubyte inside): data.root=/path/to/data."
+    download_fix = (
+        "Either run again with a working network connection (data.download=true), "
+        if download
+        else "Either turn the download on (data.download=true, needs a network connection), "
     )
     if not download and not folder.is_dir():
-        raise DataNotFoundError(f"{name} was not found: {folder} does not exist and data.download=false. {fixes}")
+        raise DataNotFoundError(
+            f"{name} was not found: {folder} does not exist and data.download=false. {download_fix}{copy}"
+        )
     try:
         return dataset_class(str(root), train=train, download=download, transform=transform)
     except Exception as error:  # torchvision raises RuntimeError, URLError, OSError... for missing or partial data
         what = "could not be downloaded into" if download else "could not be read from"
-        raise DataNotFoundError(f"{name} {what} {folder} ({type(error).__name__}: {error}). {fixes}") from error
+        reason = " ".join(f"{type(error).__name__}: {error}".split())  # torchvision's message spans lines
+        raise DataNotFoundError(f"{name} {what} {folder} ({reason}). {download_fix}{copy}") from error
 
 
 def _first(dataset: Dataset, count: int | None, key: str) -> Dataset:
