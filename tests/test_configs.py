@@ -91,3 +91,17 @@ def test_experiment_names_are_checked_before_hydra_runs() -> None:
     assert "no experiment given" in experiment_problem(["trainer.max_epochs=1"])
     assert "Did you mean experiment=mnist_resnet" in experiment_problem(["-m", "experiment=mnist_mlp,mnist_resnt"])
     assert experiment_problem(["--help"]) is None
+
+
+@pytest.mark.parametrize(
+    "launcher, target",
+    [("joblib", "hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+     ("slurm", "hydra_submitit_launcher.submitit_launcher.SlurmLauncher")],
+)
+def test_sweep_launchers_compose(launcher: str, target: str) -> None:
+    pytest.importorskip(f"hydra_plugins.{target.split('.')[0]}", reason="the `cluster` extra is not installed")
+    with initialize_config_module("node_experiments.configs", version_base="1.3"):
+        cfg = hydra_compose(
+            "config", overrides=["experiment=mnist_mlp", f"hydra/launcher={launcher}"], return_hydra_config=True
+        )
+    assert cfg.hydra.launcher._target_.endswith(target)

@@ -8,6 +8,7 @@ fixes, not a torchvision stack trace.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,18 @@ def _first(dataset: Dataset, count: int | None, key: str) -> Dataset:
     return Subset(dataset, range(min(count, len(dataset))))
 
 
+def _worker_context(num_workers: int) -> multiprocessing.context.BaseContext | None:
+    """Start loader workers with the platform's own method, not with whatever the parent process installed.
+
+    Inside a sweep job of the joblib launcher the default context is loky's, whose processes a DataLoader
+    cannot start ("'Process' object has no attribute 'env'"); asking for the platform's method by name avoids it.
+    """
+    if num_workers == 0:
+        return None
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method)
+
+
 def image_classification_loaders(data: Mapping[str, Any], generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
     """The training and test loaders described by a ``data`` config group (see configs/data/mnist.yaml).
 
@@ -78,7 +91,7 @@ def image_classification_loaders(data: Mapping[str, Any], generator: torch.Gener
     train_set = _first(load(True, train_transform), data["train_subset"], "data.train_subset")
     test_set = _first(load(False, test_transform), data["test_subset"], "data.test_subset")
     # Workers are restarted each epoch and seeded from `generator`, so a resumed run augments identically.
-    workers = dict(num_workers=data["num_workers"])
+    workers = dict(num_workers=data["num_workers"], multiprocessing_context=_worker_context(data["num_workers"]))
     train_loader = DataLoader(
         train_set, batch_size=data["batch_size"], shuffle=True, drop_last=False, generator=generator, **workers
     )
