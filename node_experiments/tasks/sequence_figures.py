@@ -1,7 +1,8 @@
 """Figures of the spiral experiments (paper Figures 8 and 9), drawn with matplotlib from tensors.
 
-- ``predictions_figure``: test spirals with their noisy observations, the truth, each model's reconstruction and
-  extrapolation; one row per model, so that a latent ODE and an RNN can be set side by side (Figure 8);
+- ``predictions_figure``: test spirals with their noisy observations, the truth, each model's reconstruction (at
+  the observation times, as points: the RNN's first one is predicted from nothing) and extrapolation; one row per
+  model, so that a latent ODE and an RNN can be set side by side (Figure 8);
 - ``latent_trajectories_figure``: latent trajectories projected on their two principal components, coloured by
   the spiral's direction of rotation (Figure 9);
 - ``latent_dimensions_figure``: spirals decoded while one latent dimension is moved.
@@ -43,7 +44,7 @@ def predictions_figure(
             axis.plot(truth[window:, 0], truth[window:, 1], color="0.6", lw=1, ls="--")
             axis.scatter(observed[:, 0], observed[:, 1], s=6, color="k", label="observations")
             recon, future = reconstruction[column].cpu(), extrapolation[column].cpu()
-            axis.plot(recon[:, 0], recon[:, 1], color="tab:green", lw=1.5, label="reconstruction")
+            axis.scatter(recon[:, 0], recon[:, 1], s=6, color="tab:green", label="reconstruction")
             axis.plot(future[:, 0], future[:, 1], color="tab:purple", lw=1.5, label="extrapolation")
             axis.set_aspect("equal", adjustable="datalim")
             axis.set_xticks([])
