@@ -209,13 +209,11 @@ class RungeKutta:
         coef = self.coef
         theta = self.clock.thetas(j0, j1, s, h)
         weights = theta.unsqueeze(1).pow(coef.powers) @ coef.interpolation_t
-        if self.differentiable:
-            span = self.clock.span(h)
-            K = torch.stack(list(stages[: self.dense_rows]))
-            return y.unsqueeze(0) + span * (weights @ K) if not isinstance(span, float) else torch.addmm(
-                y.unsqueeze(0), weights, K, alpha=span
-            )
-        return torch.addmm(y.unsqueeze(0), weights, stages[: self.dense_rows], alpha=h)
+        K = torch.stack(list(stages[: self.dense_rows])) if self.differentiable else stages[: self.dense_rows]
+        span = self.clock.span(h)
+        if isinstance(span, float):
+            return torch.addmm(y.unsqueeze(0), weights, K, alpha=span)
+        return y.unsqueeze(0) + span * (weights @ K)  # the step size carries t's gradient
 
     # ------------------------------------------------------------------------------------------------- driving
     def _prepare(self, y0: torch.Tensor) -> None:
