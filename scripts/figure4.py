@@ -19,7 +19,6 @@ true KL(q || p) = loss + log Z beside it, and writes two figures:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from node_experiments.data.densities import energy, log_normaliser  # noqa: E402
 from node_experiments.training.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint  # noqa: E402
+from node_experiments.training.run_logger import finished_runs  # noqa: E402
 
 KINDS = ("NF", "CNF")
 SIZE_NAME = {"NF": "K", "CNF": "M"}
@@ -56,16 +56,13 @@ class Run:
 def find_runs(paths: list[Path]) -> list[Run]:
     """The finished density-matching runs at or under ``paths``."""
     runs = []
-    for path in paths:
-        for summary_file in sorted(path.rglob("summary.json")):
-            folder = summary_file.parent
-            config = OmegaConf.load(folder / ".hydra" / "config.yaml")
-            if "target" not in config.get("data", {}):
-                continue  # not a density-matching run
-            kind = "CNF" if config.model._target_.endswith("CNF") else "NF"
-            size = int(config.model.width if kind == "CNF" else config.model.layers)
-            summary = json.loads(summary_file.read_text(encoding="utf-8"))
-            runs.append(Run(folder, kind, str(config.data.target), size, summary, config))
+    for folder, summary in finished_runs(paths):
+        config = OmegaConf.load(folder / ".hydra" / "config.yaml")
+        if "target" not in config.get("data", {}):
+            continue  # not a density-matching run
+        kind = "CNF" if config.model._target_.endswith("CNF") else "NF"
+        size = int(config.model.width if kind == "CNF" else config.model.layers)
+        runs.append(Run(folder, kind, str(config.data.target), size, summary, config))
     return runs
 
 

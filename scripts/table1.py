@@ -13,9 +13,10 @@ paper's figures are shown for the four MNIST experiments on MNIST.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from node_experiments.training.run_logger import finished_runs
 
 # experiment -> (the paper's row name, test error %, parameters in millions, memory, time)
 PAPER = {
@@ -32,10 +33,7 @@ COLUMNS = (
 
 def find_summaries(paths: list[Path]) -> list[tuple[Path, dict]]:
     """(run folder, summary) for every summary.json at or under ``paths``, in the paper's row order."""
-    found = []
-    for path in paths:
-        for summary_file in sorted(path.rglob("summary.json")):
-            found.append((summary_file.parent, json.loads(summary_file.read_text(encoding="utf-8"))))
+    found = finished_runs(paths)
     order = list(PAPER)
 
     def rank(item: tuple[Path, dict]) -> tuple[int, str]:

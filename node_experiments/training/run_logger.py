@@ -20,6 +20,18 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
 
+def finished_runs(paths: list[Path]) -> list[tuple[Path, dict]]:
+    """(run folder, summary) for every finished run (one that wrote ``summary.json``) at or under ``paths``.
+
+    The table and figure scripts read runs through this, whether given run folders or sweep folders.
+    """
+    return [
+        (summary_file.parent, json.loads(summary_file.read_text(encoding="utf-8")))
+        for path in paths
+        for summary_file in sorted(Path(path).rglob(SUMMARY_FILE))
+    ]
+
+
 class RunLogger:
     """Writes scalars, per-epoch records, figures and hyperparameters of one run."""
 
