@@ -3,6 +3,7 @@
 
     nice -n 5 python scripts/table2.py                       # run the missing runs of the grid, then print the table
     python scripts/table2.py --collect                       # only collect the runs already there
+    nice -n 5 python scripts/table2.py --jobs 2              # two runs at a time (one thread each)
     python scripts/table2.py --seeds 0 --n-obs 30 -- trainer.max_epochs=5    # a part of the grid, extra overrides
 
 The grid is both experiments (``spiral_rnn``, ``spiral_latent_ode``) x ``data.n_obs`` in {30, 50, 100} x seeds
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -57,6 +59,17 @@ def run_cell(out: Path, experiment: str, n_obs: int, seed: int, overrides: list[
     if result.returncode != 0:
         raise SystemExit(f"table2: {' '.join(command)} failed (exit {result.returncode}); see {folder / 'node-run.out'}")
     return elapsed
+
+
+def run_and_report(out: Path, experiment: str, n_obs: int, seed: int, overrides: list[str]) -> None:
+    """Run one cell of the grid and print its result."""
+    try:
+        elapsed = run_cell(out, experiment, n_obs, seed, overrides)
+    except SystemExit as failure:
+        print(failure, flush=True)
+        return
+    summary = json.loads((run_dir(out, experiment, n_obs, seed) / "summary.json").read_text(encoding="utf-8"))
+    print(f"{experiment} n_obs={n_obs} seed={seed}: {METRIC} {summary[METRIC]:.4f} ({elapsed:.0f} s)", flush=True)
 
 
 def collect(out: Path, n_obs_values: list[int], seeds: list[int]) -> dict[tuple[str, int], list[dict]]:
@@ -157,22 +170,23 @@ def main() -> None:
     parser.add_argument("--n-obs", type=int, nargs="+", default=[30, 50, 100])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--collect", action="store_true", help="only collect the runs already there")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses trainer.num_threads threads)")
     parser.add_argument("--adjoint", action="store_true", help="latent ODE gradients by the adjoint (slow on CPU)")
     parser.add_argument("overrides", nargs="*", help="more node-run overrides for every run (after --)")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give a number of runs at a time, 1 or more")
 
     start = time.perf_counter()
     if not args.collect:
         cells = [(e, n, s) for n in args.n_obs for s in args.seeds for e in EXPERIMENTS]
-        for experiment, n_obs, seed in cells:
-            if (run_dir(args.out, experiment, n_obs, seed) / "summary.json").exists():
-                continue
-            overrides = list(args.overrides)
-            if experiment == "spiral_latent_ode" and not args.adjoint:
-                overrides.insert(0, "solver.adjoint=false")
-            elapsed = run_cell(args.out, experiment, n_obs, seed, overrides)
-            summary = json.loads((run_dir(args.out, experiment, n_obs, seed) / "summary.json").read_text())
-            print(f"{experiment} n_obs={n_obs} seed={seed}: {METRIC} {summary[METRIC]:.4f} ({elapsed:.0f} s)", flush=True)
+        missing = [cell for cell in cells if not (run_dir(args.out, *cell) / "summary.json").exists()]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each cell is its own node-run process
+            for experiment, n_obs, seed in missing:
+                overrides = list(args.overrides)
+                if experiment == "spiral_latent_ode" and not args.adjoint:
+                    overrides.insert(0, "solver.adjoint=false")
+                pool.submit(run_and_report, args.out, experiment, n_obs, seed, overrides)
 
     found = collect(args.out, args.n_obs, args.seeds)
     text = table(found, args.n_obs, args.out)

@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from node_experiments.data.spirals import SpiralDataset, make_spirals, spiral_loaders, split_spirals
+from node_experiments.data.spirals import (
+    CURVES,
+    SpiralDataset,
+    make_spirals,
+    spiral_centres,
+    spiral_loaders,
+    split_spirals,
+)
 from node_experiments.errors import ConfigError
 
 SMALL = dict(n_spirals=40, n_obs=30, window=50, grid_points=400, noise=0.1, seed=3)
@@ -38,12 +45,33 @@ def test_half_of_the_spirals_turn_each_way_in_each_split(spirals) -> None:
         assert int(part.clockwise.sum()) * 2 == len(part)
 
 
-def test_directions_of_rotation(spirals) -> None:
-    """The angular momentum x * dy - y * dx is negative along clockwise spirals, positive along the others."""
-    points = spirals.truth
+@pytest.mark.parametrize("curve", CURVES)
+def test_directions_of_rotation_and_outward_winding(curve: str) -> None:
+    """Around each spiral's centre the angular momentum x * dy - y * dx is negative along clockwise spirals and
+    positive along the others, and the distance from the centre grows: every spiral winds outwards."""
+    spirals = make_spirals(**SMALL, curve=curve)
+    points = spirals.truth - spiral_centres(spirals.clockwise, curve)[:, None]
     step = points[:, 1:] - points[:, :-1]
     momentum = points[:, :-1, 0] * step[..., 1] - points[:, :-1, 1] * step[..., 0]
     assert bool((momentum[spirals.clockwise] < 0).all()) and bool((momentum[~spirals.clockwise] > 0).all())
+    assert bool((points.norm(dim=-1).diff(dim=1) > 0).all())
+
+
+def test_the_authors_curves_keep_the_directions_apart_and_the_mirrored_ones_share_the_plane() -> None:
+    """``authors``: counter-clockwise spirals lie right of x = 0, clockwise ones left of it (at most 1% of the
+    points across); ``mirrored``: both directions cover the same disc around the origin."""
+    authors = make_spirals(**SMALL, curve="authors")
+    x, clockwise = authors.truth[..., 0], authors.clockwise
+    assert float((x[~clockwise] <= 0).float().mean()) <= 0.01 and float((x[clockwise] >= 0).float().mean()) <= 0.01
+    mirrored = make_spirals(**SMALL, curve="mirrored")
+    x, clockwise = mirrored.truth[..., 0], mirrored.clockwise
+    for side in (x[clockwise], x[~clockwise]):
+        assert 0.3 < float((side > 0).float().mean()) < 0.7
+
+
+def test_the_authors_curves_are_the_default() -> None:
+    assert torch.equal(make_spirals(**SMALL).truth, make_spirals(**SMALL, curve="authors").truth)
+    assert not torch.equal(make_spirals(**SMALL).truth, make_spirals(**SMALL, curve="mirrored").truth)
 
 
 def test_each_spiral_starts_at_its_own_point(spirals) -> None:
@@ -94,7 +122,7 @@ def test_dataset_items_and_slices(spirals) -> None:
 
 
 def test_loaders_split_and_shuffle_with_the_generator() -> None:
-    data = {**SMALL, "turns": 3.0, "growth": 0.3, "test_size": 10, "batch_size": 6, "test_batch_size": 10}
+    data = {**SMALL, "turns": 3.0, "growth": 0.3, "curve": "authors", "test_size": 10, "batch_size": 6, "test_batch_size": 10}
     train, test = spiral_loaders(data, torch.Generator().manual_seed(0))
     assert len(train.dataset) == 30 and len(test.dataset) == 10
     first = next(iter(train))["observations"]
@@ -111,6 +139,7 @@ def test_loaders_split_and_shuffle_with_the_generator() -> None:
         ({"grid_points": 100}, "data.grid_points=100"),
         ({"window": 0}, "data.window=0"),
         ({"n_spirals": 1}, "data.n_spirals=1"),
+        ({"curve": "round"}, "data.curve='round'"),
     ],
 )
 def test_bad_settings_name_the_key(change: dict, key: str) -> None:

@@ -6,13 +6,21 @@ n = 30, 50 or 100 points of each trajectory, drawn without replacement; the pred
 time points that follow the observed ones. What it leaves open (the curves, the noise level) follows the
 authors' ``latent_ode.py`` example in torchdiffeq where that example fits the paper:
 
-- the spirals are Archimedean, ``r = growth * theta`` with ``theta = t`` over ``turns`` full turns sampled at
-  ``grid_points`` equally spaced times (example: ``growth = 0.3``, 3 turns, 1000 points). A counter-clockwise
-  spiral is ``(r cos theta, r sin theta)``; a clockwise one is its mirror image ``(-r cos theta, r sin theta)``,
-  so both wind outwards, at the same speed, in opposite directions;
+- ``data.curve`` picks the two curves, both over ``turns`` full turns of the angle ``theta = t`` sampled at
+  ``grid_points`` equally spaced times (example: 3 turns, 1000 points), both winding outwards at one radian per
+  unit of time:
+
+  - ``authors`` (the default): the example's own pair. Counter-clockwise spirals follow the Archimedean spiral
+    ``r = growth * theta`` (example: ``growth = 0.3``) around (5, 0); clockwise ones follow the curve with
+    angle ``phi = theta_end + 1 - theta`` (decreasing) and radius ``r = 50 * growth / phi`` around (-5, 0).
+    The two directions lie apart in the plane, and each is one fixed curve of its own;
+  - ``mirrored``: both directions share one place and one shape: counter-clockwise ``(r cos theta, r sin theta)``
+    with ``r = growth * theta``, clockwise its mirror image ``(-r cos theta, r sin theta)``. Every point of the
+    plane then lies on spirals of both directions, so a model must tell them apart from the motion alone: a
+    harder task (measured in README, Table 2);
 - a spiral starts at an angle drawn uniformly (not on the grid, so that no two start at the same point) between
-  grid index ``window``, skipping the centre, where the radius (below 0.6) is not much larger than the noise, and
-  the last index that leaves a whole observation and an extrapolation window on the curve;
+  grid index ``window``, skipping the first turn's tight centre, and the last index that leaves a whole
+  observation and an extrapolation window on the curve;
 - its times are the grid's spacing ``dt`` counted from its start, t = 0: times ``k * dt`` for k < ``window`` form
   the observation window, the next ``window`` ones the extrapolation window.
 
@@ -72,14 +80,38 @@ class Spirals:
         return Spirals(self.times, *(getattr(self, f.name)[index] for f in fields(self)[1:]))
 
 
-def spiral_points(theta: torch.Tensor, clockwise: torch.Tensor, growth: float) -> torch.Tensor:
-    """Points ``(..., 2)`` of the Archimedean spiral ``r = growth * theta`` at angles ``theta``.
+CURVES = ("authors", "mirrored")
+# The centres of the authors' counter-clockwise and clockwise spirals: (+5, 0) and (-5, 0).
+AUTHORS_OFFSET = 5.0
 
-    ``clockwise`` (broadcast against ``theta``) mirrors the curve in the y axis, which reverses its rotation.
+
+def _polar(radius: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1)
+
+
+def spiral_points(
+    theta: torch.Tensor, clockwise: torch.Tensor, growth: float, curve: str = "authors", theta_end: float = 6 * math.pi
+) -> torch.Tensor:
+    """Points ``(..., 2)`` at angles ``theta`` of the ``curve`` pair (see the module docstring).
+
+    ``clockwise`` (broadcast against ``theta``) picks the clockwise curve of the pair; ``theta_end`` is the grid's
+    last angle, from which the authors' clockwise curve counts its angle backwards.
     """
-    radius = growth * theta
-    x = radius * torch.cos(theta)
-    return torch.stack([torch.where(clockwise, -x, x), radius * torch.sin(theta)], dim=-1)
+    counter_clockwise = _polar(growth * theta, theta)
+    if curve == "mirrored":
+        mirror = counter_clockwise.new_tensor([-1.0, 1.0])
+        return torch.where(clockwise[..., None], counter_clockwise * mirror, counter_clockwise)
+    if curve != "authors":
+        raise ConfigError(f"data.curve={curve!r} is not a spiral layout: use one of {', '.join(CURVES)}.")
+    phi = theta_end + 1 - theta
+    offset = theta.new_tensor([AUTHORS_OFFSET, 0.0])
+    return torch.where(clockwise[..., None], _polar(50 * growth / phi, phi) - offset, counter_clockwise + offset)
+
+
+def spiral_centres(clockwise: torch.Tensor, curve: str = "authors") -> torch.Tensor:
+    """The centre ``(..., 2)`` each spiral winds around: the origin for ``mirrored``, (+-5, 0) for ``authors``."""
+    x = torch.where(clockwise, -AUTHORS_OFFSET, AUTHORS_OFFSET) if curve == "authors" else torch.zeros(clockwise.shape)
+    return torch.stack([x, torch.zeros_like(x)], dim=-1)
 
 
 def make_spirals(
@@ -91,6 +123,7 @@ def make_spirals(
     grid_points: int = 1000,
     turns: float = 3.0,
     growth: float = 0.3,
+    curve: str = "authors",
     seed: int = 0,
 ) -> Spirals:
     """Generate the spirals described in the module docstring (defaults: the paper's and the example's sizes)."""
@@ -100,7 +133,8 @@ def make_spirals(
     offsets = torch.arange(2 * window)
     first = window + (grid_points - 3 * window) * torch.rand(n_spirals, 1, generator=generator)
     clockwise = torch.arange(n_spirals) % 2 == 1
-    truth = spiral_points((first + offsets) * dt, clockwise[:, None], growth)  # (N, 2W, 2)
+    theta_end = 2 * math.pi * turns
+    truth = spiral_points((first + offsets) * dt, clockwise[:, None], growth, curve, theta_end)  # (N, 2W, 2)
 
     # n_obs of the window's grid indices per spiral, without replacement, sorted: the k smallest of random keys.
     keys = torch.rand(n_spirals, window, generator=generator)
@@ -177,6 +211,7 @@ def spiral_loaders(data: Mapping[str, Any], generator: torch.Generator) -> tuple
         grid_points=data["grid_points"],
         turns=data["turns"],
         growth=data["growth"],
+        curve=data["curve"],
         seed=data["seed"],
     )
     train_set, test_set = split_spirals(spirals, data["test_size"])
