@@ -188,3 +188,16 @@ def test_a_bad_cell_names_the_key() -> None:
     with pytest.raises(ConfigError, match="model.cell='lstm'"):
         SequenceRNN(cell="lstm")
     assert isinstance(LatentODE(rnn_cell="rnn").encoder.rnn, torch.nn.RNN)
+
+
+def test_the_dynamics_depth_is_a_setting() -> None:
+    """Two hidden layers, as in the authors' example: 4 -> 20 -> 20 -> 4, each hidden layer followed by an ELU."""
+    dynamics = LatentODE(dynamics_layers=2).ode.func.net
+    assert [layer.out_features for layer in dynamics if hasattr(layer, "out_features")] == [20, 20, 4]
+    assert sum(isinstance(layer, torch.nn.ELU) for layer in dynamics) == 2
+
+
+@pytest.mark.parametrize("layers", [0, 1.5, True])
+def test_a_bad_dynamics_depth_names_the_key(layers) -> None:
+    with pytest.raises(ConfigError, match="model.dynamics_layers"):
+        LatentODE(dynamics_layers=layers)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
+from ..errors import ConfigError
 from .ode_block import ODEBlock
 from .sequence_rnn import check_obs_std, gaussian_log_likelihood, recurrent_layer, time_gaps
 
@@ -67,11 +68,21 @@ class RecognitionRNN(nn.Module):
 
 
 class LatentDynamics(nn.Module):
-    """f in dz/dt = f(z): one hidden layer with ELU (autonomous: the dynamics do not depend on t)."""
+    """f in dz/dt = f(z): ``layers`` hidden layers of ``hidden`` ELU units (autonomous: f does not depend on t).
 
-    def __init__(self, latent_dim: int, hidden: int) -> None:
+    The paper's appendix gives one hidden layer; the authors' ``latent_ode.py`` example uses two.
+    """
+
+    def __init__(self, latent_dim: int, hidden: int, layers: int = 1) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ELU(), nn.Linear(hidden, latent_dim))
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise ConfigError(
+                f"model.dynamics_layers={layers!r} must be a whole number of hidden layers, 1 or more "
+                "(the paper: 1; the authors' example: 2)."
+            )
+        widths = [latent_dim] + [hidden] * layers
+        body = [module for n_in, n_out in zip(widths, widths[1:]) for module in (nn.Linear(n_in, n_out), nn.ELU())]
+        self.net = nn.Sequential(*body, nn.Linear(hidden, latent_dim))
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -85,6 +96,7 @@ class LatentODE(nn.Module):
         latent_dim: size of the latent state (4 in the paper).
         rnn_hidden: hidden units of the recognition RNN (25 in the paper).
         dynamics_hidden: hidden units of the dynamics network (20 in the paper).
+        dynamics_layers: hidden layers of the dynamics network (1 in the paper, 2 in the authors' example).
         decoder_hidden: hidden units of the decoder (20 in the paper).
         obs_std: the fixed std of the Gaussian likelihood p(x_i | z(t_i)).
         rnn_cell: the recognition network's cell, ``gru`` or ``rnn`` (see ``sequence_rnn.recurrent_layer``).
@@ -97,6 +109,7 @@ class LatentODE(nn.Module):
         latent_dim: int = 4,
         rnn_hidden: int = 25,
         dynamics_hidden: int = 20,
+        dynamics_layers: int = 1,
         decoder_hidden: int = 20,
         obs_std: float = 0.1,
         rnn_cell: str = "gru",
@@ -106,7 +119,7 @@ class LatentODE(nn.Module):
         check_obs_std(obs_std)
         self.obs_std = obs_std
         self.encoder = RecognitionRNN(obs_dim, rnn_hidden, latent_dim, rnn_cell)
-        self.ode = ODEBlock(LatentDynamics(latent_dim, dynamics_hidden), **(solver or {}))
+        self.ode = ODEBlock(LatentDynamics(latent_dim, dynamics_hidden, dynamics_layers), **(solver or {}))
         self.decoder = nn.Sequential(nn.Linear(latent_dim, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, obs_dim))
 
     def posterior(self, observations: torch.Tensor, obs_times: torch.Tensor) -> Normal:
