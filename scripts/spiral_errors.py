@@ -17,11 +17,9 @@ import argparse
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from node_experiments.data.spirals import spiral_centres
 from node_experiments.studies.trained_run import load_trained_run
-from node_experiments.tasks import build_task
 
 
 def rmse(errors: torch.Tensor) -> float:
@@ -31,7 +29,7 @@ def rmse(errors: torch.Tensor) -> float:
 
 def breakdown(folder: Path) -> list[str]:
     run = load_trained_run(folder, torch.device("cpu"), key="run folder")
-    task = build_task(OmegaConf.create(run.config), torch.device("cpu"))
+    task = run.task(torch.device("cpu"))
     train_loader, test_loader = task.dataloaders(torch.Generator())
     train, test = train_loader.dataset.spirals, test_loader.dataset.spirals
     curve, window = run.config["data"]["curve"], test.window

@@ -148,9 +148,8 @@ def table(found: dict[tuple[str, int], list[dict]], n_obs_values: list[int], out
 def figure8(out: Path, n_obs: int, seed: int) -> Path | None:
     """Both models' predictions on the first test spirals, side by side, from the runs' last checkpoints."""
     import torch
-    from omegaconf import OmegaConf
 
-    from node_experiments.tasks import build_task
+    from node_experiments.studies.trained_run import load_trained_run
     from node_experiments.tasks.sequence_figures import predictions_figure
     from node_experiments.training.checkpoint import CHECKPOINT_DIR, LAST
 
@@ -159,14 +158,12 @@ def figure8(out: Path, n_obs: int, seed: int) -> Path | None:
         folder = run_dir(out, experiment, n_obs, seed)
         if not (folder / CHECKPOINT_DIR / LAST).exists():
             return None
-        task = build_task(OmegaConf.load(folder / ".hydra" / "config.yaml"), torch.device("cpu"))
-        model = task.build_model()
-        model.load_state_dict(torch.load(folder / CHECKPOINT_DIR / LAST, map_location="cpu")["model"])
-        model.eval()
+        run = load_trained_run(folder, torch.device("cpu"), key="run folder")
+        task = run.task(torch.device("cpu"))
         _, test_loader = task.dataloaders(torch.Generator())
         batch = task.example_batch(test_loader, task.cfg.task.figure_spirals)
         with torch.no_grad():
-            predictions[name] = task.predict(model, batch, test_loader)
+            predictions[name] = task.predict(run.model, batch, test_loader)
     path = out / f"figure8_n{n_obs}.png"
     predictions_figure(batch, predictions).savefig(path, dpi=110, bbox_inches="tight")
     return path

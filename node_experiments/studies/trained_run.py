@@ -18,10 +18,12 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import nn
 
 from ..errors import ConfigError
 from ..models import ODEBlock
+from ..tasks import Task, build_task
 from ..training.checkpoint import load_checkpoint, resolve_checkpoint
 from ..training.run_logger import METRICS_FILE
 
@@ -46,6 +48,10 @@ class TrainedRun:
                 "experiment=mnist_odenet."
             )
         return blocks[0]
+
+    def task(self, device: torch.device) -> Task:
+        """The run's task (its data and metrics), rebuilt from the run's config."""
+        return build_task(OmegaConf.create(self.config), device)
 
 
 def load_trained_run(location: str | Path, device: torch.device, key: str = "study.checkpoint") -> TrainedRun:
