@@ -122,7 +122,8 @@ def test_dataset_items_and_slices(spirals) -> None:
 
 
 def test_loaders_split_and_shuffle_with_the_generator() -> None:
-    data = {**SMALL, "turns": 3.0, "growth": 0.3, "curve": "authors", "test_size": 10, "batch_size": 6, "test_batch_size": 10}
+    data = {**SMALL, "turns": 3.0, "growth": 0.3, "curve": "authors"}
+    data.update(test_size=10, batch_size=6, test_batch_size=10)
     train, test = spiral_loaders(data, torch.Generator().manual_seed(0))
     assert len(train.dataset) == 30 and len(test.dataset) == 10
     first = next(iter(train))["observations"]
