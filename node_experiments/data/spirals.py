@@ -16,8 +16,8 @@ authors' ``latent_ode.py`` example in torchdiffeq where that example fits the pa
     The two directions lie apart in the plane, and each is one fixed curve of its own;
   - ``mirrored``: both directions share one place and one shape: counter-clockwise ``(r cos theta, r sin theta)``
     with ``r = growth * theta``, clockwise its mirror image ``(-r cos theta, r sin theta)``. Every point of the
-    plane then lies on spirals of both directions, so a model must tell them apart from the motion alone: a
-    harder task (measured in README, Table 2);
+    plane then lies on spirals of both directions, so a model must tell them apart from the motion alone (README,
+    Table 2, compares the two);
 - a spiral starts at an angle drawn uniformly (not on the grid, so that no two start at the same point) between
   grid index ``window``, skipping the first turn's tight centre, and the last index that leaves a whole
   observation and an extrapolation window on the curve;
@@ -85,6 +85,11 @@ CURVES = ("authors", "mirrored")
 AUTHORS_OFFSET = 5.0
 
 
+def _check_curve(curve: str) -> None:
+    if curve not in CURVES:
+        raise ConfigError(f"data.curve={curve!r} is not a spiral layout: use one of {', '.join(CURVES)}.")
+
+
 def _polar(radius: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1)
 
@@ -97,12 +102,11 @@ def spiral_points(
     ``clockwise`` (broadcast against ``theta``) picks the clockwise curve of the pair; ``theta_end`` is the grid's
     last angle, from which the authors' clockwise curve counts its angle backwards.
     """
+    _check_curve(curve)
     counter_clockwise = _polar(growth * theta, theta)
     if curve == "mirrored":
         mirror = counter_clockwise.new_tensor([-1.0, 1.0])
         return torch.where(clockwise[..., None], counter_clockwise * mirror, counter_clockwise)
-    if curve != "authors":
-        raise ConfigError(f"data.curve={curve!r} is not a spiral layout: use one of {', '.join(CURVES)}.")
     phi = theta_end + 1 - theta
     offset = theta.new_tensor([AUTHORS_OFFSET, 0.0])
     return torch.where(clockwise[..., None], _polar(50 * growth / phi, phi) - offset, counter_clockwise + offset)
@@ -110,6 +114,7 @@ def spiral_points(
 
 def spiral_centres(clockwise: torch.Tensor, curve: str = "authors") -> torch.Tensor:
     """The centre ``(..., 2)`` each spiral winds around: the origin for ``mirrored``, (+-5, 0) for ``authors``."""
+    _check_curve(curve)
     x = torch.where(clockwise, -AUTHORS_OFFSET, AUTHORS_OFFSET) if curve == "authors" else torch.zeros(clockwise.shape)
     return torch.stack([x, torch.zeros_like(x)], dim=-1)
 
