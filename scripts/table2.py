@@ -59,7 +59,8 @@ def run_cell(out: Path, experiment: str, n_obs: int, seed: int, overrides: list[
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HYDRA_FULL_ERROR": "1"})
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"table2: {' '.join(command)} failed (exit {result.returncode}); see {folder / 'node-run.out'}")
+        log_file = folder / "node-run.out"
+        raise RuntimeError(f"table2: {' '.join(command)} failed (exit {result.returncode}); see {log_file}")
     return elapsed
 
 
@@ -67,7 +68,7 @@ def run_and_report(out: Path, experiment: str, n_obs: int, seed: int, overrides:
     """Run one cell of the grid and print its result."""
     try:
         elapsed = run_cell(out, experiment, n_obs, seed, overrides)
-    except SystemExit as failure:
+    except RuntimeError as failure:  # the other cells go on; the table shows what finished
         print(failure, flush=True)
         return
     summary = json.loads((run_dir(out, experiment, n_obs, seed) / "summary.json").read_text(encoding="utf-8"))
@@ -187,11 +188,14 @@ def main() -> None:
         cells = [(e, n, s) for n in args.n_obs for s in args.seeds for e in EXPERIMENTS]
         missing = [cell for cell in cells if not (run_dir(args.out, *cell) / "summary.json").exists()]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each cell is its own node-run process
+            cells_running = []
             for experiment, n_obs, seed in missing:
                 overrides = list(args.overrides)
                 if experiment == "spiral_latent_ode" and not args.adjoint:
                     overrides.insert(0, "solver.adjoint=false")
-                pool.submit(run_and_report, args.out, experiment, n_obs, seed, overrides)
+                cells_running.append(pool.submit(run_and_report, args.out, experiment, n_obs, seed, overrides))
+            for cell in cells_running:
+                cell.result()  # re-raises anything unexpected from a cell
 
     found = collect(args.out, args.n_obs, args.seeds)
     text = table(found, args.n_obs, args.out)

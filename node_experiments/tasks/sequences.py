@@ -67,13 +67,14 @@ class SequenceTask(Task):
                     sums[name] = sums.get(name, 0.0) + float(value) * size
                 reconstruction, future = self.predict(model, batch, loader)
                 window = loader.dataset.spirals.window
+                extrapolation_error = future - batch["truth"][:, window:]
                 for name, error in (
                     ("rmse_reconstruction", reconstruction - batch["obs_truth"]),
-                    ("rmse_extrapolation", future - batch["truth"][:, window:]),
+                    ("rmse_extrapolation", extrapolation_error),
                 ):
                     squared[name] += float(error.pow(2).sum())
                     counts[name] += error.numel()
-                per_spiral.append((future - batch["truth"][:, window:]).pow(2).mean(dim=(1, 2)).sqrt())
+                per_spiral.append(extrapolation_error.pow(2).mean(dim=(1, 2)).sqrt())
                 spirals += size
         metrics = {name: value / max(spirals, 1) for name, value in sums.items()}
         metrics.update({name: math.sqrt(squared[name] / max(counts[name], 1)) for name in squared})
