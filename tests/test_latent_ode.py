@@ -122,23 +122,33 @@ def test_the_recognition_network_reads_backwards(spirals) -> None:
 
 
 @pytest.mark.parametrize("kind", ["latent_ode", "rnn"])
-def test_predictions_have_the_shapes_of_the_windows(spirals, kind: str) -> None:
+def test_predictions_at_the_observation_times_are_the_reconstruction(spirals, kind: str) -> None:
+    """Predicting at every grid time of both windows gives, at each spiral's observation times, its reconstruction."""
     model = small_latent_ode() if kind == "latent_ode" else SequenceRNN(obs_std=0.1)
     with torch.no_grad():
-        reconstruction, future = model.predict(spirals.observations, spirals.obs_times, spirals.times[20:])
-    assert reconstruction.shape == (16, 12, 2) and future.shape == (16, 20, 2)
-    assert torch.isfinite(future).all()
+        reconstruction, predictions = model.predict(spirals.observations, spirals.obs_times, spirals.times)
+    assert reconstruction.shape == (16, 12, 2) and predictions.shape == (16, 40, 2)
+    assert torch.isfinite(predictions).all()
+    index = torch.searchsorted(spirals.times, spirals.obs_times)[..., None].expand(-1, -1, 2)
+    torch.testing.assert_close(predictions.gather(1, index), reconstruction, rtol=1e-4, atol=1e-5)
 
 
-def test_the_rnn_extrapolates_from_the_last_observation(spirals) -> None:
+def test_the_rnn_predicts_a_time_from_the_observations_before_it_and_extrapolates_from_the_last(spirals) -> None:
+    """Moving observation k changes the predictions after its time and none before; moving the last one changes
+    the whole extrapolation window (fed back step by step)."""
     torch.manual_seed(0)
     model = SequenceRNN(obs_std=0.1)
-    observations = spirals.observations.clone()
+    times, window = spirals.times, spirals.window
     with torch.no_grad():
-        _, before = model.predict(observations, spirals.obs_times, spirals.times[20:])
-        observations[:, -1] += 1.0
-        reconstruction, after = model.predict(observations, spirals.obs_times, spirals.times[20:])
-    assert not torch.allclose(before[:, 0], after[:, 0])
+        _, before = model.predict(spirals.observations, spirals.obs_times, times)
+        for k in (5, -1):
+            observations = spirals.observations.clone()
+            observations[:, k] += 1.0
+            _, after = model.predict(observations, spirals.obs_times, times)
+            changed = (after - before).abs().amax(dim=-1) > 0  # (B, 2W)
+            later = times > spirals.obs_times[:, k, None]
+            assert torch.equal(changed, later), k
+    assert bool(changed[:, window:].all())
 
 
 @pytest.mark.parametrize("kind", ["latent_ode", "rnn"])

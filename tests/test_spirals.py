@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from node_experiments.data.spirals import (
     CURVES,
+    TEST_RANGES,
     SpiralDataset,
     make_spirals,
     spiral_centres,
+    spiral_points,
     spiral_loaders,
     split_spirals,
 )
@@ -29,7 +33,8 @@ def test_shapes(spirals) -> None:
     assert spirals.times.shape == (2 * window,)
     assert spirals.observations.shape == spirals.obs_truth.shape == (n, obs, 2)
     assert spirals.obs_times.shape == (n, obs)
-    assert spirals.truth.shape == (n, 2 * window, 2)
+    assert spirals.truth.shape == spirals.noisy.shape == (n, 2 * window, 2)
+    assert spirals.observed.shape == (n, window) and spirals.observed.dtype == torch.bool
     assert spirals.clockwise.shape == (n,) and spirals.clockwise.dtype == torch.bool
     assert spirals.window == window and len(spirals) == n
 
@@ -57,11 +62,11 @@ def test_directions_of_rotation_and_outward_winding(curve: str) -> None:
     assert bool((points.norm(dim=-1).diff(dim=1) > 0).all())
 
 
-def test_the_authors_curves_keep_the_directions_apart_and_the_mirrored_ones_share_the_plane() -> None:
-    """``authors``: counter-clockwise spirals lie right of x = 0, clockwise ones left of it (at most 1% of the
-    points across); ``mirrored``: both directions cover the same disc around the origin."""
-    authors = make_spirals(**SMALL, curve="authors")
-    x, clockwise = authors.truth[..., 0], authors.clockwise
+def test_the_example_curves_keep_the_directions_apart_and_the_mirrored_ones_share_the_plane() -> None:
+    """``torchdiffeq_example``: counter-clockwise spirals lie right of x = 0, clockwise ones left of it (at most 1%
+    of the points across); ``mirrored``: both directions cover the same disc around the origin."""
+    example = make_spirals(**SMALL, curve="torchdiffeq_example")
+    x, clockwise = example.truth[..., 0], example.clockwise
     assert float((x[~clockwise] <= 0).float().mean()) <= 0.01 and float((x[clockwise] >= 0).float().mean()) <= 0.01
     mirrored = make_spirals(**SMALL, curve="mirrored")
     x, clockwise = mirrored.truth[..., 0], mirrored.clockwise
@@ -69,9 +74,24 @@ def test_the_authors_curves_keep_the_directions_apart_and_the_mirrored_ones_shar
         assert 0.3 < float((side > 0).float().mean()) < 0.7
 
 
-def test_the_authors_curves_are_the_default() -> None:
-    assert torch.equal(make_spirals(**SMALL).truth, make_spirals(**SMALL, curve="authors").truth)
-    assert not torch.equal(make_spirals(**SMALL).truth, make_spirals(**SMALL, curve="mirrored").truth)
+def test_the_mirrored_curves_are_the_default_and_a_spiral_mirrors_the_other_direction() -> None:
+    """A clockwise spiral is the mirror image (x -> -x) of the counter-clockwise one through the same angles."""
+    spirals = make_spirals(**SMALL)
+    assert torch.equal(spirals.truth, make_spirals(**SMALL, curve="mirrored").truth)
+    theta = torch.linspace(2.0, 9.0, 50)
+    counter = spiral_points(theta, torch.tensor(False), growth=0.3)
+    clockwise = spiral_points(theta, torch.tensor(True), growth=0.3)
+    torch.testing.assert_close(clockwise, counter * torch.tensor([-1.0, 1.0]))
+    torch.testing.assert_close(counter.norm(dim=-1), 0.3 * theta)
+
+
+def test_the_example_curves_follow_the_example_formulas() -> None:
+    """Counter-clockwise r = b theta around (5, 0); clockwise r = 50 b / phi, phi = 6 pi + 1 - theta, around (-5, 0)."""
+    theta = torch.tensor([1.0, 10.0, 6 * math.pi])
+    counter = spiral_points(theta, torch.tensor(False), growth=0.3, curve="torchdiffeq_example")
+    clockwise = spiral_points(theta, torch.tensor(True), growth=0.3, curve="torchdiffeq_example")
+    torch.testing.assert_close((counter - torch.tensor([5.0, 0.0])).norm(dim=-1), 0.3 * theta)
+    torch.testing.assert_close((clockwise + torch.tensor([5.0, 0.0])).norm(dim=-1), 15 / (6 * math.pi + 1 - theta))
 
 
 def test_each_spiral_starts_at_its_own_point(spirals) -> None:
@@ -95,13 +115,46 @@ def test_observation_times_are_distinct_grid_times_within_the_observation_window
 def test_all_window_times_are_kept_when_n_obs_is_the_window() -> None:
     spirals = make_spirals(**{**SMALL, "n_obs": SMALL["window"]})
     assert torch.equal(spirals.obs_times, spirals.times[: spirals.window].expand(len(spirals), -1))
+    assert bool(spirals.observed.all())
+
+
+def test_the_observations_are_the_noisy_series_at_the_observed_times(spirals) -> None:
+    index = torch.searchsorted(spirals.times, spirals.obs_times)
+    assert torch.equal(spirals.observations, spirals.noisy.gather(1, index[..., None].expand(-1, -1, 2)))
+    mask = torch.zeros_like(spirals.observed).scatter_(1, index, True)
+    assert torch.equal(spirals.observed, mask) and bool((spirals.observed.sum(dim=1) == SMALL["n_obs"]).all())
 
 
 def test_noise_level() -> None:
     spirals = make_spirals(**{**SMALL, "n_spirals": 200, "noise": 0.3})
+    assert float((spirals.noisy - spirals.truth).std()) == pytest.approx(0.3, rel=0.05)
     assert float((spirals.observations - spirals.obs_truth).std()) == pytest.approx(0.3, rel=0.05)
     clean = make_spirals(**{**SMALL, "noise": 0.0})
-    assert torch.equal(clean.observations, clean.obs_truth)
+    assert torch.equal(clean.observations, clean.obs_truth) and torch.equal(clean.noisy, clean.truth)
+
+
+@pytest.mark.parametrize("curve", CURVES)
+def test_the_test_range_keeps_extrapolation_within_the_radii_training_windows_cover(curve: str) -> None:
+    """``observed``: no test spiral's extrapolation goes farther from its centre than a training observation window
+    can reach (it ends at grid index grid_points - window - 1); ``same``: the latest-starting test spirals do."""
+    settings = {**SMALL, "n_spirals": 400, "curve": curve, "test_size": 100}
+    window, grid_points = SMALL["window"], SMALL["grid_points"]
+    theta_end = 6 * math.pi
+    last_seen = torch.tensor((grid_points - window - 1) * theta_end / (grid_points - 1))
+    for test_range, beyond in (("observed", False), ("same", True)):
+        train, test = split_spirals(make_spirals(**settings, test_range=test_range), 100)
+        for direction in (False, True):
+            centre = spiral_centres(torch.tensor(direction), curve)
+            bound = float((spiral_points(last_seen, torch.tensor(direction), 0.3, curve) - centre).norm())
+            seen = (train.truth[train.clockwise == direction, :window] - centre).norm(dim=-1).max()
+            reach = (test.truth[test.clockwise == direction, window:] - centre).norm(dim=-1).max()
+            assert float(seen) <= bound * (1 + 1e-6) and float(seen) > 0.95 * bound
+            assert (float(reach) > bound * (1 + 1e-6)) == beyond, (test_range, direction)
+
+
+def test_the_test_range_moves_only_the_test_spirals() -> None:
+    same, observed = (make_spirals(**SMALL, test_size=10, test_range=choice) for choice in TEST_RANGES)
+    assert torch.equal(same.truth[:-10], observed.truth[:-10]) and not torch.equal(same.truth[-10:], observed.truth[-10:])
 
 
 def test_same_seed_same_spirals_other_seed_other_spirals(spirals) -> None:
@@ -122,7 +175,7 @@ def test_dataset_items_and_slices(spirals) -> None:
 
 
 def test_loaders_split_and_shuffle_with_the_generator() -> None:
-    data = {**SMALL, "turns": 3.0, "growth": 0.3, "curve": "authors"}
+    data = {**SMALL, "turns": 3.0, "growth": 0.3, "curve": "mirrored", "test_range": "same"}
     data.update(test_size=10, batch_size=6, test_batch_size=10)
     train, test = spiral_loaders(data, torch.Generator().manual_seed(0))
     assert len(train.dataset) == 30 and len(test.dataset) == 10
@@ -141,6 +194,8 @@ def test_loaders_split_and_shuffle_with_the_generator() -> None:
         ({"window": 0}, "data.window=0"),
         ({"n_spirals": 1}, "data.n_spirals=1"),
         ({"curve": "round"}, "data.curve='round'"),
+        ({"test_range": "all"}, "data.test_range='all'"),
+        ({"test_range": "observed", "grid_points": 199}, "data.test_range=observed needs data.grid_points >= 200"),
     ],
 )
 def test_bad_settings_name_the_key(change: dict, key: str) -> None:

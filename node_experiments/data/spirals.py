@@ -3,32 +3,36 @@
 What the paper states: 1000 two-dimensional spirals, half clockwise and half counter-clockwise, each starting at
 a different point, sampled at 100 equally spaced times, with Gaussian observation noise; irregular versions keep
 n = 30, 50 or 100 points of each trajectory, drawn without replacement; the predictive RMSE is measured on the 100
-time points that follow the observed ones. What it leaves open (the curves, the noise level) follows the
-authors' ``latent_ode.py`` example in torchdiffeq where that example fits the paper:
+time points that follow the observed ones. What it leaves open (the curves, their range, the time grid, the
+noise level, the test split) is a setting here (``configs/data/spirals.yaml`` says which default is whose):
 
-- ``data.curve`` picks the two curves, both over ``turns`` full turns of the angle ``theta = t`` sampled at
-  ``grid_points`` equally spaced times (example: 3 turns, 1000 points), both winding outwards at one radian per
-  unit of time:
+- ``curve`` picks the two curves, both wound outwards at one radian per unit of time, over ``turns`` full turns
+  of the angle ``theta`` sampled at ``grid_points`` equally spaced times:
 
-  - ``authors`` (the default): the example's own pair. Counter-clockwise spirals follow the Archimedean spiral
-    ``r = growth * theta`` (example: ``growth = 0.3``) around (5, 0); clockwise ones follow the curve with
-    angle ``phi = theta_end + 1 - theta`` (decreasing) and radius ``r = 50 * growth / phi`` around (-5, 0).
-    The two directions lie apart in the plane, and each is one fixed curve of its own;
-  - ``mirrored``: both directions share one place and one shape: counter-clockwise ``(r cos theta, r sin theta)``
-    with ``r = growth * theta``, clockwise its mirror image ``(-r cos theta, r sin theta)``. Every point of the
-    plane then lies on spirals of both directions, so a model must tell them apart from the motion alone (README,
-    Table 2, compares the two);
+  - ``mirrored`` (the default): one Archimedean spiral, counter-clockwise ``(r cos theta, r sin theta)`` with
+    ``r = growth * theta``, and its mirror image ``(-r cos theta, r sin theta)``, which turns clockwise. The two
+    types of spiral then differ in their direction alone, the one difference the paper names;
+  - ``torchdiffeq_example``: the pair of torchdiffeq's ``examples/latent_ode.py`` (contributed after the paper;
+    its author wrote that the paper does not give the true dynamics). Counter-clockwise spirals follow
+    ``r = growth * theta`` around (5, 0); clockwise ones the angle ``phi = theta_end + 1 - theta`` (decreasing)
+    with radius ``r = 50 * growth / phi`` around (-5, 0): a hyperbolic spiral whose radius grows from 0.8 to 15
+    over the grid (``growth = 0.3``), 5 to 15 over its last 100 points of 1000;
 - a spiral starts at an angle drawn uniformly (not on the grid, so that no two start at the same point) between
   grid index ``window``, skipping the first turn's tight centre, and the last index that leaves a whole
   observation and an extrapolation window on the curve;
-- its times are the grid's spacing ``dt`` counted from its start, t = 0: times ``k * dt`` for k < ``window`` form
-  the observation window, the next ``window`` ones the extrapolation window.
+- ``test_range`` says where the test spirals start: ``same`` (the default) draws them like the training spirals,
+  so the extrapolation windows of the latest ones run past the last grid point (hence the largest radius) that
+  any training observation window reaches; ``observed`` draws them from a range one window shorter, so that every
+  extrapolation window stays on the part of the curve that training observation windows cover;
+- a spiral's times are the grid's spacing ``dt`` counted from its start, t = 0: times ``k * dt`` for
+  k < ``window`` form the observation window, the next ``window`` ones the extrapolation window.
 
-Each spiral keeps ``n_obs`` of the ``window`` observation times, drawn without replacement and sorted, so every
-spiral has its own irregular times; its observations are the true points there plus Gaussian noise of std
-``noise``. Directions alternate with the index (even: counter-clockwise), so the data set, and both splits when
-their sizes are even, hold as many spirals of each direction. The last ``test_size`` spirals are the test split.
-Everything is drawn from one ``torch.Generator`` seeded with ``seed``: the same settings give the same spirals.
+Each spiral is a noisy series at all ``2 * window`` times: the true points plus Gaussian noise of std ``noise``.
+It keeps ``n_obs`` of the ``window`` observation times, drawn without replacement and sorted, so every spiral has
+its own irregular times; its observations are the noisy series there. Directions alternate with the index (even:
+counter-clockwise), so the data set, and both splits when their sizes are even, hold as many spirals of each
+direction. The last ``test_size`` spirals are the test split. Everything is drawn from one ``torch.Generator``
+seeded with ``seed``: the same settings give the same spirals.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class Spirals:
         obs_times: ``(N, n)`` each spiral's own observation times, increasing, a subset of ``times[:W]``.
         obs_truth: ``(N, n, 2)`` the noise-free points at ``obs_times``.
         truth: ``(N, 2W, 2)`` the noise-free points at every grid time.
+        noisy: ``(N, 2W, 2)`` the noisy series at every grid time (``observations`` are its values at
+            ``obs_times``; the rest is what a measurement there would have given).
+        observed: ``(N, W)`` bool, which observation-window times each spiral observed.
         clockwise: ``(N,)`` bool, the direction of rotation.
     """
 
@@ -65,6 +72,8 @@ class Spirals:
     obs_times: torch.Tensor
     obs_truth: torch.Tensor
     truth: torch.Tensor
+    noisy: torch.Tensor
+    observed: torch.Tensor
     clockwise: torch.Tensor
 
     @property
@@ -80,14 +89,15 @@ class Spirals:
         return Spirals(self.times, *(getattr(self, f.name)[index] for f in fields(self)[1:]))
 
 
-CURVES = ("authors", "mirrored")
-# The centres of the authors' counter-clockwise and clockwise spirals: (+5, 0) and (-5, 0).
-AUTHORS_OFFSET = 5.0
+CURVES = ("mirrored", "torchdiffeq_example")
+TEST_RANGES = ("same", "observed")
+# The centres of the example's counter-clockwise and clockwise spirals: (+5, 0) and (-5, 0).
+EXAMPLE_OFFSET = 5.0
 
 
-def _check_curve(curve: str) -> None:
-    if curve not in CURVES:
-        raise ConfigError(f"data.curve={curve!r} is not a spiral layout: use one of {', '.join(CURVES)}.")
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"data.{key}={value!r} is not a choice of data.{key}: use one of {', '.join(choices)}.")
 
 
 def _polar(radius: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -95,27 +105,27 @@ def _polar(radius: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 
 
 def spiral_points(
-    theta: torch.Tensor, clockwise: torch.Tensor, growth: float, curve: str = "authors", theta_end: float = 6 * math.pi
+    theta: torch.Tensor, clockwise: torch.Tensor, growth: float, curve: str = "mirrored", theta_end: float = 6 * math.pi
 ) -> torch.Tensor:
     """Points ``(..., 2)`` at angles ``theta`` of the ``curve`` pair (see the module docstring).
 
     ``clockwise`` (broadcast against ``theta``) picks the clockwise curve of the pair; ``theta_end`` is the grid's
-    last angle, from which the authors' clockwise curve counts its angle backwards.
+    last angle, from which the example's clockwise curve counts its angle backwards.
     """
-    _check_curve(curve)
+    _check_choice("curve", curve, CURVES)
     counter_clockwise = _polar(growth * theta, theta)
     if curve == "mirrored":
         mirror = counter_clockwise.new_tensor([-1.0, 1.0])
         return torch.where(clockwise[..., None], counter_clockwise * mirror, counter_clockwise)
     phi = theta_end + 1 - theta
-    offset = theta.new_tensor([AUTHORS_OFFSET, 0.0])
+    offset = theta.new_tensor([EXAMPLE_OFFSET, 0.0])
     return torch.where(clockwise[..., None], _polar(50 * growth / phi, phi) - offset, counter_clockwise + offset)
 
 
-def spiral_centres(clockwise: torch.Tensor, curve: str = "authors") -> torch.Tensor:
-    """The centre ``(..., 2)`` each spiral winds around: the origin for ``mirrored``, (+-5, 0) for ``authors``."""
-    _check_curve(curve)
-    x = torch.where(clockwise, -AUTHORS_OFFSET, AUTHORS_OFFSET) if curve == "authors" else torch.zeros(clockwise.shape)
+def spiral_centres(clockwise: torch.Tensor, curve: str = "mirrored") -> torch.Tensor:
+    """The centre ``(..., 2)`` each spiral winds around: the origin for ``mirrored``, (+-5, 0) for the example."""
+    _check_choice("curve", curve, CURVES)
+    x = torch.where(clockwise, -EXAMPLE_OFFSET, EXAMPLE_OFFSET) if curve != "mirrored" else torch.zeros(clockwise.shape)
     return torch.stack([x, torch.zeros_like(x)], dim=-1)
 
 
@@ -128,15 +138,28 @@ def make_spirals(
     grid_points: int = 1000,
     turns: float = 3.0,
     growth: float = 0.3,
-    curve: str = "authors",
+    curve: str = "mirrored",
+    test_size: int = 0,
+    test_range: str = "same",
     seed: int = 0,
 ) -> Spirals:
-    """Generate the spirals described in the module docstring (defaults: the paper's and the example's sizes)."""
+    """Generate the spirals described in the module docstring (defaults: the paper's and the example's sizes).
+
+    ``test_size`` and ``test_range`` place the starts of the last ``test_size`` spirals (the test split of
+    ``split_spirals``); with ``test_range="same"`` they are drawn like all the others.
+    """
     _check_sizes(n_spirals=n_spirals, n_obs=n_obs, noise=noise, window=window, grid_points=grid_points)
+    _check_choice("curve", curve, CURVES)
+    _check_test_range(test_range, window=window, grid_points=grid_points)
     generator = torch.Generator().manual_seed(seed)
     dt = 2 * math.pi * turns / (grid_points - 1)
     offsets = torch.arange(2 * window)
-    first = window + (grid_points - 3 * window) * torch.rand(n_spirals, 1, generator=generator)
+    # Start indices, uniform over [window, last]: last = grid_points - 2 * window leaves both windows on the grid;
+    # a test spiral kept within the observed range stops one window earlier.
+    last = torch.full((n_spirals, 1), float(grid_points - 2 * window))
+    if test_range == "observed" and test_size > 0:
+        last[-test_size:] -= window
+    first = window + (last - window) * torch.rand(n_spirals, 1, generator=generator)
     clockwise = torch.arange(n_spirals) % 2 == 1
     theta_end = 2 * math.pi * turns
     truth = spiral_points((first + offsets) * dt, clockwise[:, None], growth, curve, theta_end)  # (N, 2W, 2)
@@ -144,14 +167,19 @@ def make_spirals(
     # n_obs of the window's grid indices per spiral, without replacement, sorted: the k smallest of random keys.
     keys = torch.rand(n_spirals, window, generator=generator)
     obs_index = keys.argsort(dim=1)[:, :n_obs].sort(dim=1).values
-    obs_truth = truth.gather(1, obs_index[..., None].expand(-1, -1, 2))
-    observations = obs_truth + noise * torch.randn(obs_truth.shape, generator=generator)
+    noisy = truth + noise * torch.randn(truth.shape, generator=generator)
+
+    def at_observations(series: torch.Tensor) -> torch.Tensor:
+        return series.gather(1, obs_index[..., None].expand(-1, -1, 2))
+
     return Spirals(
         times=offsets * dt,
-        observations=observations,
+        observations=at_observations(noisy),
         obs_times=obs_index * dt,
-        obs_truth=obs_truth,
+        obs_truth=at_observations(truth),
         truth=truth,
+        noisy=noisy,
+        observed=torch.zeros(n_spirals, window, dtype=torch.bool).scatter_(1, obs_index, True),
         clockwise=clockwise,
     )
 
@@ -176,9 +204,19 @@ def _check_sizes(*, n_spirals: int, n_obs: int, noise: float, window: int, grid_
         raise ConfigError(f"data.n_spirals={n_spirals} must be at least 2 (one for training, one for testing).")
 
 
+def _check_test_range(test_range: str, *, window: int, grid_points: int) -> None:
+    _check_choice("test_range", test_range, TEST_RANGES)
+    if test_range == "observed" and grid_points < 4 * window:
+        raise ConfigError(
+            f"data.test_range=observed needs data.grid_points >= {4 * window} (four windows of data.window="
+            f"{window}): test spirals then start one window earlier than training ones can; got "
+            f"data.grid_points={grid_points}. Raise data.grid_points or use data.test_range=same."
+        )
+
+
 class SpiralDataset(Dataset):
-    """Spirals as a torch ``Dataset`` of dicts (``observations``, ``obs_times``, ``obs_truth``, ``truth``,
-    ``clockwise``); the shared grid times are the attribute ``times``."""
+    """Spirals as a torch ``Dataset`` of dicts (``observations``, ``obs_times``, ``obs_truth``, ``truth``, ``noisy``,
+    ``observed``, ``clockwise``); the shared grid times are the attribute ``times``."""
 
     def __init__(self, spirals: Spirals) -> None:
         self.spirals = spirals
@@ -217,12 +255,15 @@ def spiral_loaders(data: Mapping[str, Any], generator: torch.Generator) -> tuple
         turns=data["turns"],
         growth=data["growth"],
         curve=data["curve"],
+        test_size=data["test_size"],
+        test_range=data["test_range"],
         seed=data["seed"],
     )
     train_set, test_set = split_spirals(spirals, data["test_size"])
     log.info(
-        "Spirals: %d training and %d test, %d of %d observation times each, noise std %g, seed %d.",
-        len(train_set), len(test_set), data["n_obs"], data["window"], data["noise"], data["seed"],
+        "Spirals (%s curves): %d training and %d test (starts: %s), %d of %d observation times each, noise std %g, "
+        "seed %d.", data["curve"], len(train_set), len(test_set), data["test_range"], data["n_obs"], data["window"],
+        data["noise"], data["seed"],
     )
     for key in ("batch_size", "test_batch_size"):
         if data[key] < 1:

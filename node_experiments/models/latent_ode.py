@@ -148,7 +148,7 @@ class LatentODE(nn.Module):
         self, observations: torch.Tensor, obs_times: torch.Tensor, query_times: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoded from the posterior mean of z_0: the reconstruction at ``obs_times`` and the prediction at the
-        1-D ``query_times``, in one solve."""
+        1-D ``query_times`` (any times >= 0: within the observations or past them), in one solve."""
         z0 = self.posterior(observations, obs_times).mean
         times = torch.cat([obs_times, query_times.expand(obs_times.shape[0], -1)], dim=1)
         means = self.decode(z0, times)

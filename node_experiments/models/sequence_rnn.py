@@ -86,32 +86,60 @@ class SequenceRNN(nn.Module):
         previous = torch.cat([torch.zeros_like(observations[:, :1]), observations[:, :-1]], dim=1)
         return torch.cat([previous, time_gaps(obs_times)[..., None]], dim=-1)
 
-    def one_step_predictions(
-        self, observations: torch.Tensor, obs_times: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mean of each observation given the earlier ones ``(B, n, obs_dim)``, and the final hidden state."""
-        states, last = self.rnn(self._step_inputs(observations, obs_times))
-        return self.head(states), last
+    def states(self, observations: torch.Tensor, obs_times: torch.Tensor) -> torch.Tensor:
+        """``(B, n, hidden)``: the state after each step, step i having read observation i-1 and the gap to t_i."""
+        return self.rnn(self._step_inputs(observations, obs_times))[0]
 
     def loss(self, observations: torch.Tensor, obs_times: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The negative Gaussian log-likelihood per sequence, averaged over the batch."""
-        predictions, _ = self.one_step_predictions(observations, obs_times)
+        predictions = self.head(self.states(observations, obs_times))
         log_likelihood = gaussian_log_likelihood(observations, predictions, self.obs_std).mean()
         return -log_likelihood, {"log_likelihood": log_likelihood}
 
     def predict(
         self, observations: torch.Tensor, obs_times: torch.Tensor, query_times: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One-step predictions at the observation times, and autoregressive ones at ``query_times``.
+        """One-step predictions at the observation times, and predictions at the 1-D increasing ``query_times``.
 
-        ``query_times`` (1-D, increasing) must come after every observation time.
+        A query time up to a sequence's last observation is predicted from the observations before it, in one step
+        from the state they leave (at an observation time, that is its reconstruction); the query times after it
+        are predicted autoregressively, each prediction fed back as the input towards the next.
         """
-        reconstruction, hidden = self.one_step_predictions(observations, obs_times)
-        value, time = observations[:, -1], obs_times[:, -1]
-        future = []
-        for query in query_times:
-            step_input = torch.cat([value, (query - time)[:, None]], dim=-1)[:, None]
-            output, hidden = self.rnn(step_input, hidden)
-            value, time = self.head(output[:, 0]), torch.full_like(time, float(query))
-            future.append(value)
-        return reconstruction, torch.stack(future, dim=1)
+        states = self.states(observations, obs_times)
+        batch, count = obs_times.shape
+        queries = query_times.expand(batch, -1).contiguous()
+        before = torch.searchsorted(obs_times.contiguous(), queries)  # (B, Q): how many observations precede
+        predictions = self.head(self._one_step(states, observations, obs_times, queries, before))
+
+        value, time, state = observations[:, -1], obs_times[:, -1], states[:, -1]
+        for index, query in enumerate(query_times):
+            ahead = before[:, index] == count  # past the last observation
+            if not bool(ahead.any()):
+                continue
+            output, next_state = self.rnn(torch.cat([value, (query - time)[:, None]], dim=-1)[:, None], state[None])
+            next_value = self.head(output[:, 0])
+            value = torch.where(ahead[:, None], next_value, value)
+            state = torch.where(ahead[:, None], next_state[0], state)
+            time = torch.where(ahead, query, time)
+            predictions[:, index] = torch.where(ahead[:, None], next_value, predictions[:, index])
+        return self.head(states), predictions
+
+    def _one_step(
+        self,
+        states: torch.Tensor,
+        observations: torch.Tensor,
+        obs_times: torch.Tensor,
+        queries: torch.Tensor,
+        before: torch.Tensor,
+    ) -> torch.Tensor:
+        """The network's output ``(B, Q, hidden)`` one step from the state after ``before`` ``(B, Q)`` observations
+        (the initial zeros, observation zeros and t = 0 when none), towards each query time ``(B, Q)``."""
+
+        def after(series: torch.Tensor) -> torch.Tensor:  # series[:, before - 1], with zeros for "before = 0"
+            padded = torch.cat([torch.zeros_like(series[:, :1]), series], dim=1)
+            index = before if series.dim() == 2 else before[..., None].expand(-1, -1, series.shape[-1])
+            return padded.gather(1, index)
+
+        step_input = torch.cat([after(observations), (queries - after(obs_times))[..., None]], dim=-1)
+        output, _ = self.rnn(step_input.flatten(0, 1)[:, None], after(states).flatten(0, 1)[None].contiguous())
+        return output[:, 0].unflatten(0, queries.shape)

@@ -1,8 +1,8 @@
 """Figures of the spiral experiments (paper Figures 8 and 9), drawn with matplotlib from tensors.
 
-- ``predictions_figure``: test spirals with their noisy observations, the truth, each model's reconstruction (at
-  the observation times, as points: the RNN's first one is predicted from nothing) and extrapolation; one row per
-  model, so that a latent ODE and an RNN can be set side by side (Figure 8);
+- ``predictions_figure``: test spirals with their noisy observations, the truth, each model's prediction over the
+  observation window and its extrapolation (the paper's blue and red curves); one row per model, so that a latent
+  ODE and an RNN can be set side by side (Figure 8);
 - ``latent_trajectories_figure``: latent trajectories projected on their two principal components, coloured by
   the spiral's direction of rotation (Figure 9);
 - ``latent_dimensions_figure``: spirals decoded while one latent dimension is moved.
@@ -24,18 +24,19 @@ DIRECTION_NAMES = {False: "counter-clockwise", True: "clockwise"}
 def predictions_figure(
     batch: Mapping[str, torch.Tensor], predictions: Mapping[str, Sequence[torch.Tensor]]
 ) -> Figure:
-    """One panel per (model, spiral): observations, truth, reconstruction, extrapolation.
+    """One panel per (model, spiral): observations, truth, prediction, extrapolation.
 
     Args:
         batch: spirals as the data set gives them (``observations``, ``truth``, ``clockwise``...).
-        predictions: model name -> (reconstruction ``(B, n, 2)``, extrapolation ``(B, W, 2)``).
+        predictions: model name -> (reconstruction ``(B, n, 2)``, values at the grid times ``(B, 2W, 2)``), as
+            ``SequenceTask.predict`` gives them.
     """
     spirals = batch["observations"].shape[0]
     figure, axes = plt.subplots(
         len(predictions), spirals, figsize=(3.2 * spirals, 3.2 * len(predictions)), squeeze=False
     )
     window = batch["truth"].shape[1] // 2
-    for row, (name, (reconstruction, extrapolation)) in enumerate(predictions.items()):
+    for row, (name, (_, values)) in enumerate(predictions.items()):
         for column in range(spirals):
             axis = axes[row, column]
             truth = batch["truth"][column].cpu()
@@ -43,9 +44,9 @@ def predictions_figure(
             axis.plot(truth[:window, 0], truth[:window, 1], color="0.6", lw=1, label="truth")
             axis.plot(truth[window:, 0], truth[window:, 1], color="0.6", lw=1, ls="--")
             axis.scatter(observed[:, 0], observed[:, 1], s=6, color="k", label="observations")
-            recon, future = reconstruction[column].cpu(), extrapolation[column].cpu()
-            axis.scatter(recon[:, 0], recon[:, 1], s=6, color="tab:green", label="reconstruction")
-            axis.plot(future[:, 0], future[:, 1], color="tab:purple", lw=1.5, label="extrapolation")
+            curve = values[column].cpu()
+            axis.plot(curve[:window, 0], curve[:window, 1], color="tab:blue", lw=1.2, label="prediction")
+            axis.plot(curve[window - 1 :, 0], curve[window - 1 :, 1], color="tab:red", lw=1.5, label="extrapolation")
             axis.set_aspect("equal", adjustable="datalim")
             axis.set_xticks([])
             axis.set_yticks([])

@@ -1,0 +1,90 @@
+"""The prediction errors of Table 2, under each definition a reader of the paper could take for its RMSE.
+
+The paper reports "predictive RMSE on 100 time points extending beyond those that were used for training"
+without saying against what, or how the two coordinates enter. So every variant is measured, and named by what
+it measures: ``rmse_<part>_<target>[_<aggregate>]``.
+
+- part: ``extrapolation`` (the window of times after the observation window: Table 2's), ``interpolation``
+  (the observation window's times that a spiral did not observe: none when it observes them all) or
+  ``reconstruction`` (each spiral's own observation times);
+- target: ``clean`` (the noise-free spiral) or ``noisy`` (the noisy series: at the observation times, the
+  observations themselves; elsewhere what a measurement would have given, with the same noise);
+- aggregate: none, the root of the mean of the squared errors over spirals, times and both coordinates (per
+  coordinate); ``euclidean``, over spirals and times of the squared distance in the plane, which is exactly
+  sqrt(2) times the former; and, for extrapolation, ``median`` and ``mean_of_spirals``: the median and the mean
+  over spirals of each spiral's own (per coordinate) RMSE. The pooled RMSE squares before averaging, so a few
+  badly continued spirals can dominate it; these two say how a typical spiral fares.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+
+PARTS = ("extrapolation", "interpolation", "reconstruction")
+TARGETS = ("clean", "noisy")
+PER_SPIRAL = ("median", "mean_of_spirals")
+
+
+def point_errors(
+    reconstruction: torch.Tensor, predictions: torch.Tensor, batch: Mapping[str, torch.Tensor]
+) -> dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]:
+    """Squared distances ``(B, P)`` and the mask ``(B, P)`` of the points counted, by (part, target).
+
+    Args:
+        reconstruction: ``(B, n, 2)`` the model's values at each spiral's observation times.
+        predictions: ``(B, 2W, 2)`` its values at the grid times, observation window then extrapolation window.
+        batch: spirals as the data set gives them (``observations``, ``obs_truth``, ``truth``, ``noisy``,
+            ``observed``).
+    """
+    window = batch["observed"].shape[1]
+    everywhere = torch.ones_like(batch["observed"])
+    unobserved = ~batch["observed"]
+    parts = {
+        "extrapolation": (predictions[:, window:], batch["truth"][:, window:], batch["noisy"][:, window:], everywhere),
+        "interpolation": (predictions[:, :window], batch["truth"][:, :window], batch["noisy"][:, :window], unobserved),
+        "reconstruction": (
+            reconstruction, batch["obs_truth"], batch["observations"], torch.ones_like(batch["obs_times"], dtype=torch.bool),
+        ),
+    }
+    return {
+        (part, target): ((values - reference).pow(2).sum(dim=-1), mask)
+        for part, (values, clean, noisy, mask) in parts.items()
+        for target, reference in zip(TARGETS, (clean, noisy))
+    }
+
+
+class PredictionErrors:
+    """Accumulates ``point_errors`` over the batches of a data set; ``metrics()`` gives the RMSEs named above."""
+
+    def __init__(self) -> None:
+        self.squared: dict[tuple[str, str], float] = {}
+        self.points: dict[tuple[str, str], int] = {}
+        self.per_spiral: dict[str, list[torch.Tensor]] = {target: [] for target in TARGETS}
+        self.coordinates = 1
+
+    def add(self, reconstruction: torch.Tensor, predictions: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> None:
+        self.coordinates = predictions.shape[-1]
+        for (part, target), (squared, mask) in point_errors(reconstruction, predictions, batch).items():
+            self.squared[part, target] = self.squared.get((part, target), 0.0) + float(squared[mask].sum())
+            self.points[part, target] = self.points.get((part, target), 0) + int(mask.sum())
+            if part == "extrapolation":
+                self.per_spiral[target].append(squared.mean(dim=1).div(self.coordinates).sqrt())
+
+    def metrics(self) -> dict[str, float]:
+        """The RMSEs of the parts that had points (no ``interpolation`` when every window time was observed)."""
+        metrics = {}
+        for (part, target), squared in self.squared.items():
+            points = self.points[part, target]
+            if points == 0:
+                continue
+            metrics[f"rmse_{part}_{target}"] = math.sqrt(squared / (self.coordinates * points))
+            metrics[f"rmse_{part}_{target}_euclidean"] = math.sqrt(squared / points)
+        for target, spirals in self.per_spiral.items():
+            if spirals:
+                rmse = torch.cat(spirals)
+                metrics[f"rmse_extrapolation_{target}_median"] = float(rmse.median())
+                metrics[f"rmse_extrapolation_{target}_mean_of_spirals"] = float(rmse.mean())
+        return metrics
