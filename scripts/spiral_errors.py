@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Where a spiral run's extrapolation error comes from (Table 2's RMSE, taken apart).
 
-    python scripts/spiral_errors.py outputs/table2/spiral_latent_ode/n100_seed0 [more run folders]
+    python scripts/spiral_errors.py outputs/table2/default/*_spiral_latent_ode [more run folders]
 
 For each trained run (``node-run experiment=spiral_latent_ode|spiral_rnn``), on its test spirals: the RMSE of Table 2
-and the median spiral's own RMSE; the share of the squared error that the worst 10% of the spirals carry; the
+(against the noise-free spirals, per coordinate) and the median spiral's own RMSE; the share of the squared error that the worst 10% of the spirals carry; the
 RMSE by quarter of the extrapolation window (errors grow as a prediction runs on); the RMSE by direction; and the
 RMSE of the spirals whose extrapolation goes beyond the largest radius (around the spiral's own centre) of any
 training observation window on the same curve, against the others: parts of the plane where no training spiral
@@ -34,8 +34,8 @@ def breakdown(folder: Path) -> list[str]:
     train, test = train_loader.dataset.spirals, test_loader.dataset.spirals
     curve, window = run.config["data"]["curve"], test.window
     with torch.no_grad():
-        _, future = task.predict(run.model, test_loader.dataset[: len(test)], test_loader)
-    errors = future - test.truth[:, window:]  # (N, W, 2)
+        _, values = task.predict(run.model, test_loader.dataset[: len(test)], test_loader)
+    errors = values[:, window:] - test.truth[:, window:]  # (N, W, 2), against the noise-free spirals
     per_spiral = errors.pow(2).mean(dim=(1, 2)).sqrt()
     worst = per_spiral.sort(descending=True).values
     tenth = max(1, len(worst) // 10)

@@ -1,212 +1,188 @@
 #!/usr/bin/env python
-"""Reproduce the paper's Table 2 (Chen et al. 2018, section 5.1): predictive RMSE on noisy spirals.
+"""Collect Table 2 grids (Chen et al. 2018, section 5.1) into Markdown tables beside the paper's numbers.
 
-    nice -n 5 python scripts/table2.py                       # run the missing runs of the grid, then print the table
-    python scripts/table2.py --collect                       # only collect the runs already there
-    nice -n 5 python scripts/table2.py --jobs 2              # two runs at a time (one thread each)
-    python scripts/table2.py --seeds 0 --n-obs 30 -- trainer.max_epochs=5    # a part of the grid, extra overrides
+A grid is one Hydra sweep of both spiral experiments over data.n_obs and seeds, run by Hydra's launcher:
 
-The grid is both experiments (``spiral_rnn``, ``spiral_latent_ode``) x ``data.n_obs`` in {30, 50, 100} x seeds
-(``trainer.seed``, which also draws a new data set). Each cell is one ``node-run`` into
-``<out>/<experiment>/n<N>_seed<S>``; a cell whose ``summary.json`` exists is not run again, so an interrupted grid
-continues where it stopped. The table (Markdown, mean +- std over the seeds, beside the paper's values) is printed
-and written to ``<out>/table2.md``, with the noise level and the settings; ``<out>/figure8_n<N>.png`` sets both
-models side by side on the first test spirals of seed ``--seeds[0]`` (the paper's Figure 8).
+    node-run -m experiment=spiral_latent_ode,spiral_rnn data=spirals data.n_obs=30,50,100 trainer.seed=0,1,2 \\
+        solver.adjoint=false hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=outputs/table2/default
+    python scripts/table2.py outputs/table2/default                     # Table 2 of that grid
+    python scripts/table2.py outputs/table2/noise_0.3 outputs/table2/default outputs/table2/noise_0.05
+    python scripts/table2.py outputs/table2/default --definitions       # every RMSE definition, from the same runs
+    python scripts/table2.py outputs/table2/default --figures docs/figures   # Figures 8 and 9 of its first seed
 
-Gradients: the latent ODE runs with ``solver.adjoint=false`` here unless ``--adjoint`` is given. For this
-4-dimensional latent state observed at ~100 times per batch, the adjoint's backward solve restarts at every output
-time (~860 function evaluations per batch): measured on one CPU thread, 2.4 s per epoch against 0.29 s when
-backpropagating through the solver's operations, whose memory is negligible at this size. Both give the same
-gradients up to the solver's tolerance (tests/test_latent_ode.py). The experiment itself keeps the adjoint.
+(``data=spirals`` lets a sweep across the two experiments take ``data.*`` overrides, such as ``data.noise=0.3``.)
+The table has a row per grid and model, labelled by the overrides that set the grid apart (the paper's rows
+first), with the grid's wall time (its sweep's start to its last run's end) and its runs' training time. Cells are the
+mean ± std over seeds of the chosen metric (``--metric``, by default ``test_rmse_extrapolation_clean``: against the
+noise-free spirals, per coordinate; ``node_experiments/tasks/sequence_metrics.py`` defines them all); a cell with
+fewer runs than the grid's seeds says how many it has. Runs that did not finish (no ``summary.json``) are counted
+and named.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import shutil
 import statistics
-import subprocess
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
-EXPERIMENTS = {"spiral_rnn": "RNN", "spiral_latent_ode": "Latent ODE"}
+import yaml
+
+from node_experiments.training.run_logger import SUMMARY_FILE, finished_runs
+
+MODELS = {"spiral_rnn": "RNN", "spiral_latent_ode": "Latent ODE"}
 # The paper's Table 2: predictive RMSE on the test set, by number of observed time points.
 PAPER = {"spiral_rnn": {30: 0.3937, 50: 0.3202, 100: 0.1813}, "spiral_latent_ode": {30: 0.1642, 50: 0.1502, 100: 0.1346}}
-METRIC = "test_rmse_extrapolation"
-# The median over test spirals of each spiral's own extrapolation RMSE: how well a typical spiral is continued.
-MEDIAN = "test_rmse_extrapolation_median"
+METRIC = "test_rmse_extrapolation_clean"
+# Overrides every grid of this page shares: the grid's axes and the run settings that do not change results.
+GRID_AXES = ("experiment", "data", "data.n_obs", "trainer.seed", "solver.adjoint", "trainer.progress_bar")
 
 
-def run_dir(out: Path, experiment: str, n_obs: int, seed: int) -> Path:
-    return out / experiment / f"n{n_obs}_seed{seed}"
+@dataclass
+class Grid:
+    """The finished runs of one sweep folder, by (experiment, n_obs)."""
+
+    folder: Path
+    label: str
+    runs: dict[tuple[str, int], list[dict]] = field(default_factory=dict)
+    seeds: set[int] = field(default_factory=set)
+    unfinished: list[Path] = field(default_factory=list)
+    wall_time_s: float = float("nan")
+    train_time_s: float = 0.0
 
 
-def run_cell(out: Path, experiment: str, n_obs: int, seed: int, overrides: list[str]) -> float:
-    """One ``node-run`` of the grid; returns its wall time. Its output goes to ``<run>/node-run.out``."""
-    folder = run_dir(out, experiment, n_obs, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    node_run = Path(sys.executable).parent / "node-run"
-    command = [
-        str(node_run), f"experiment={experiment}", f"data.n_obs={n_obs}", f"trainer.seed={seed}",
-        "trainer.progress_bar=false", *overrides, f"hydra.run.dir={folder}",
-    ]
-    start = time.perf_counter()
-    with open(folder / "node-run.out", "w", encoding="utf-8") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HYDRA_FULL_ERROR": "1"})
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        log_file = folder / "node-run.out"
-        raise RuntimeError(f"table2: {' '.join(command)} failed (exit {result.returncode}); see {log_file}")
-    return elapsed
+def read_grid(folder: Path) -> Grid:
+    """The runs under ``folder`` (a ``hydra.sweep.dir``), labelled by the sweep's own overrides."""
+    sweep = folder / "multirun.yaml"
+    if not sweep.exists():
+        raise SystemExit(f"table2: {folder} holds no multirun.yaml: give the hydra.sweep.dir of a node-run -m grid.")
+    overrides = yaml.safe_load(sweep.read_text(encoding="utf-8"))["hydra"]["overrides"]["task"]
+    settings = [item for item in overrides if item.split("=", 1)[0].lstrip("+~") not in GRID_AXES]
+    grid = Grid(folder, " ".join(settings) or "defaults")
+    runs = defaultdict(list)
+    ends = []
+    for run_dir, summary in finished_runs([folder]):
+        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+        runs[summary["experiment"], int(config["data"]["n_obs"])].append(summary)
+        grid.seeds.add(int(config["trainer"]["seed"]))
+        grid.train_time_s += summary.get("train_time_s", 0.0)
+        ends.append((run_dir / SUMMARY_FILE).stat().st_mtime)
+    grid.runs = dict(runs)
+    grid.unfinished = sorted(path.parent.parent for path in folder.glob("*/.hydra/config.yaml")
+                             if not (path.parent.parent / SUMMARY_FILE).exists())
+    if ends:
+        grid.wall_time_s = max(ends) - sweep.stat().st_mtime
+    return grid
 
 
-def run_and_report(out: Path, experiment: str, n_obs: int, seed: int, overrides: list[str]) -> None:
-    """Run one cell of the grid and print its result."""
-    try:
-        elapsed = run_cell(out, experiment, n_obs, seed, overrides)
-    except RuntimeError as failure:  # the other cells go on; the table shows what finished
-        print(failure, flush=True)
-        return
-    summary = json.loads((run_dir(out, experiment, n_obs, seed) / "summary.json").read_text(encoding="utf-8"))
-    print(f"{experiment} n_obs={n_obs} seed={seed}: {METRIC} {summary[METRIC]:.4f} ({elapsed:.0f} s)", flush=True)
-
-
-def collect(out: Path, n_obs_values: list[int], seeds: list[int]) -> dict[tuple[str, int], list[dict]]:
-    """The summaries of the grid's runs that exist, by (experiment, n_obs)."""
-    found: dict[tuple[str, int], list[dict]] = {}
-    for experiment in EXPERIMENTS:
-        for n_obs in n_obs_values:
-            for seed in seeds:
-                path = run_dir(out, experiment, n_obs, seed) / "summary.json"
-                if path.exists():
-                    found.setdefault((experiment, n_obs), []).append(json.loads(path.read_text(encoding="utf-8")))
-    return found
-
-
-def run_setting(out: Path, key: str) -> str:
-    """A config value of one finished run, from Hydra's record of its composed config (e.g. ``data.noise``)."""
-    import yaml  # Hydra's dependency
-
-    for config in sorted(out.glob("*/*/.hydra/config.yaml")):
-        value = yaml.safe_load(config.read_text(encoding="utf-8"))
-        for part in key.split("."):
-            value = value.get(part, {}) if isinstance(value, dict) else {}
-        if value != {}:
-            return str(value)
-    return "?"
-
-
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], seeds: int) -> str:
     if not values:
         return "-"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+    spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+    count = f" ({len(values)} runs)" if len(values) != seeds else ""
+    return f"{statistics.mean(values):.3f}{spread}{count}"
 
 
-def table(found: dict[tuple[str, int], list[dict]], n_obs_values: list[int], out: Path) -> str:
-    """Table 2 as Markdown: per model, the paper's row and ours."""
-    header = "| Model | " + " | ".join(f"n = {n}" for n in n_obs_values) + " |"
-    lines = [header, "|---" * (len(n_obs_values) + 1) + "|"]
-    for experiment, name in EXPERIMENTS.items():
-        paper = [f"{PAPER[experiment][n]:.4f}" if n in PAPER[experiment] else "-" for n in n_obs_values]
-        ours = [mean_std([s[METRIC] for s in found.get((experiment, n), [])]) for n in n_obs_values]
-        counts = {len(found.get((experiment, n), [])) for n in n_obs_values}
-        lines.append(f"| {name} (paper) | " + " | ".join(paper) + " |")
-        lines.append(f"| {name} (here, {'/'.join(map(str, sorted(counts)))} seeds) | " + " | ".join(ours) + " |")
-        medians = [[s[MEDIAN] for s in found.get((experiment, n), []) if MEDIAN in s] for n in n_obs_values]
-        if any(medians):
-            lines.append(f"| {name} (here, median spiral) | " + " | ".join(map(mean_std, medians)) + " |")
-    runs = [summary for summaries in found.values() for summary in summaries]
-    train_time = sum(summary.get("train_time_s", 0.0) for summary in runs)
-    setting = partial(run_setting, out)
-    try:
-        train_spirals = int(setting("data.n_spirals")) - int(setting("data.test_size"))
-        steps = int(setting("trainer.max_epochs")) * -(-train_spirals // int(setting("data.batch_size")))
-    except ValueError:
-        train_spirals, steps = "?", "?"
-    gradients = "adjoint" if setting("solver.adjoint") == "True" else "backpropagation through the solver"
-    lines += [
-        "",
-        f"Predictive RMSE over the {setting('data.window')} extrapolation times of the {setting('data.test_size')} "
-        f"test spirals, against the noise-free spirals; **observation noise std {setting('data.noise')}**, "
-        f"`data.curve={setting('data.curve')}`; mean ± "
-        f"std over seeds (each seed draws its own data set and initialisation). Training: "
-        f"{setting('trainer.max_epochs')} epochs over {train_spirals} spirals in batches of "
-        f"{setting('data.batch_size')} ({steps} Adam steps, lr {setting('optimizer.lr')} x "
-        f"{setting('scheduler.gamma')} per epoch); latent ODE: dopri5 at rtol {setting('solver.rtol')}, atol "
-        f"{setting('solver.atol')}, gradients by {gradients}. Rows 'median spiral': the median over test spirals of "
-        "each spiral's own RMSE, mean ± std over seeds. "
-        f"{len(runs)} runs, {train_time / 60:.1f} min of "
-        "training in all.",
-    ]
+def n_obs_values(grids: list[Grid]) -> list[int]:
+    """The paper's columns and any other n_obs the grids ran."""
+    return sorted({n for grid in grids for _, n in grid.runs} | set(PAPER["spiral_rnn"]))
+
+
+def results_table(grids: list[Grid], metric: str) -> str:
+    """One row per grid and model (the paper's first), one column per n_obs, with each grid's times."""
+    columns = n_obs_values(grids)
+    header = ["Grid", "Model"] + [f"n = {n}" for n in columns] + ["wall time", "training"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for experiment, name in MODELS.items():
+        paper = [f"{PAPER[experiment][n]:.4f}" if n in PAPER[experiment] else "-" for n in columns]
+        lines.append("| " + " | ".join(["paper", name] + paper + ["", ""]) + " |")
+    for grid in grids:
+        for experiment, name in MODELS.items():
+            cells = [
+                mean_std([s[metric] for s in grid.runs.get((experiment, n), []) if metric in s], len(grid.seeds))
+                for n in columns
+            ]
+            last = experiment == list(MODELS)[-1]
+            times = [f"{grid.wall_time_s / 60:.0f} min", f"{grid.train_time_s / 60:.0f} min"] if last else ["", ""]
+            lines.append("| " + " | ".join([f"`{grid.label}`", name] + cells + times) + " |")
     return "\n".join(lines)
 
 
-def figure8(out: Path, n_obs: int, seed: int) -> Path | None:
-    """Both models' predictions on the first test spirals, side by side, from the runs' last checkpoints."""
+def definitions_table(grid: Grid) -> str:
+    """Every RMSE a run recorded, by model and n_obs: the metric definitions, from the same runs."""
+    columns = sorted({n for _, n in grid.runs})
+    metrics = sorted({name for summaries in grid.runs.values() for s in summaries for name in s
+                      if name.startswith("test_rmse_")})
+    header = ["Metric", "Model"] + [f"n = {n}" for n in columns]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for metric in metrics:
+        for experiment, name in MODELS.items():
+            cells = [mean_std([s[metric] for s in grid.runs.get((experiment, n), []) if metric in s], len(grid.seeds))
+                     for n in columns]
+            lines.append(f"| `{metric.removeprefix('test_')}` | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_folder(grid: Grid, experiment: str, n_obs: int, seed: int) -> Path | None:
+    for run_dir, summary in finished_runs([grid.folder]):
+        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+        if (summary["experiment"], config["data"]["n_obs"], config["trainer"]["seed"]) == (experiment, n_obs, seed):
+            return run_dir
+    return None
+
+
+def figures(grid: Grid, out: Path) -> list[Path]:
+    """Figure 8 (both models on the first test spirals, from their checkpoints) for each n_obs of the grid's
+    first seed, and Figure 9 (the latent ODE run's latent trajectories)."""
     import torch
 
     from node_experiments.studies.trained_run import load_trained_run
     from node_experiments.tasks.sequence_figures import predictions_figure
-    from node_experiments.training.checkpoint import CHECKPOINT_DIR, LAST
 
-    predictions, batch = {}, None
-    for experiment, name in EXPERIMENTS.items():
-        folder = run_dir(out, experiment, n_obs, seed)
-        if not (folder / CHECKPOINT_DIR / LAST).exists():
-            return None
-        run = load_trained_run(folder, torch.device("cpu"), key="run folder")
-        task = run.task(torch.device("cpu"))
-        _, test_loader = task.dataloaders(torch.Generator())
-        batch = task.example_batch(test_loader, task.cfg.task.figure_spirals)
-        with torch.no_grad():
-            predictions[name] = task.predict(run.model, batch, test_loader)
-    path = out / f"figure8_n{n_obs}.png"
-    predictions_figure(batch, predictions).savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    seed = min(grid.seeds)
+    for n_obs in sorted({n for _, n in grid.runs}):
+        predictions, batch = {}, None
+        for experiment, name in MODELS.items():
+            folder = run_folder(grid, experiment, n_obs, seed)
+            if folder is None:
+                break
+            run = load_trained_run(folder, torch.device("cpu"), key="run folder")
+            task = run.task(torch.device("cpu"))
+            _, test_loader = task.dataloaders(torch.Generator())
+            batch = task.example_batch(test_loader, task.cfg.task.figure_spirals)
+            with torch.no_grad():
+                predictions[name] = task.predict(run.model, batch, test_loader)
+            if experiment == "spiral_latent_ode":
+                written.append(out / f"spirals_figure9_n{n_obs}.png")
+                shutil.copyfile(folder / "figures" / "latent_trajectories.png", written[-1])
+        if len(predictions) == len(MODELS):
+            written.append(out / f"spirals_figure8_n{n_obs}.png")
+            predictions_figure(batch, predictions).savefig(written[-1], dpi=110, bbox_inches="tight")
+    return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("outputs/table2"), help="folder of the grid's runs")
-    parser.add_argument("--n-obs", type=int, nargs="+", default=[30, 50, 100])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--collect", action="store_true", help="only collect the runs already there")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses trainer.num_threads threads)")
-    parser.add_argument("--adjoint", action="store_true", help="latent ODE gradients by the adjoint (slow on CPU)")
-    parser.add_argument("overrides", nargs="*", help="more node-run overrides for every run (after --)")
+    parser.add_argument("grids", type=Path, nargs="+", help="hydra.sweep.dir folders of node-run -m grids")
+    parser.add_argument("--metric", default=METRIC, help=f"summary.json entry to tabulate (default {METRIC})")
+    parser.add_argument("--definitions", action="store_true", help="every RMSE definition of the first grid")
+    parser.add_argument("--figures", type=Path, help="write Figures 8 and 9 of the first grid into this folder")
     args = parser.parse_args()
-    if args.jobs < 1:
-        parser.error(f"--jobs {args.jobs}: give a number of runs at a time, 1 or more")
-
-    start = time.perf_counter()
-    if not args.collect:
-        cells = [(e, n, s) for n in args.n_obs for s in args.seeds for e in EXPERIMENTS]
-        missing = [cell for cell in cells if not (run_dir(args.out, *cell) / "summary.json").exists()]
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each cell is its own node-run process
-            cells_running = []
-            for experiment, n_obs, seed in missing:
-                overrides = list(args.overrides)
-                if experiment == "spiral_latent_ode" and not args.adjoint:
-                    overrides.insert(0, "solver.adjoint=false")
-                cells_running.append(pool.submit(run_and_report, args.out, experiment, n_obs, seed, overrides))
-            for cell in cells_running:
-                cell.result()  # re-raises anything unexpected from a cell
-
-    found = collect(args.out, args.n_obs, args.seeds)
-    text = table(found, args.n_obs, args.out)
-    print(text)
-    (args.out / "table2.md").parent.mkdir(parents=True, exist_ok=True)
-    (args.out / "table2.md").write_text(text + "\n", encoding="utf-8")
-    for n_obs in args.n_obs:
-        path = figure8(args.out, n_obs, args.seeds[0])
-        if path:
-            print(f"Figure 8 (n_obs={n_obs}): {path}")
-    print(f"table2: {time.perf_counter() - start:.0f} s wall time.")
+    grids = [read_grid(folder) for folder in args.grids]
+    print(results_table(grids, args.metric))
+    for grid in grids:
+        runs = sum(len(summaries) for summaries in grid.runs.values())
+        print(f"\n`{grid.label}` ({grid.folder.name}): {runs} runs, seeds {sorted(grid.seeds)}", end="")
+        print("; unfinished: " + ", ".join(map(str, grid.unfinished)) if grid.unfinished else "")
+    if args.definitions:
+        print("\n" + definitions_table(grids[0]))
+    if args.figures:
+        for path in figures(grids[0], args.figures):
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

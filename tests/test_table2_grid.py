@@ -1,0 +1,53 @@
+"""Table 2's grid end to end: a tiny sweep of both spiral experiments through Hydra's joblib launcher, collected
+by ``scripts/table2.py`` into the table beside the paper's numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_node_run
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "data.n_spirals=24", "data.test_size=8", "data.window=20", "data.grid_points=200", "data.batch_size=8",
+    "task=sequences", "task.figure_latent_spirals=8", "trainer.max_epochs=1", "trainer.progress_bar=false",
+]
+
+
+def collect(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "table2.py"), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_a_launcher_sweep_is_collected_into_table_2(tmp_path: Path) -> None:
+    grid = tmp_path / "noise"
+    result = run_node_run(
+        ["-m", "experiment=spiral_latent_ode,spiral_rnn", "data=spirals", "data.n_obs=10", "trainer.seed=0,1",
+         "solver.adjoint=false", "data.noise=0.2", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+         f"hydra.sweep.dir={grid}"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = [json.loads(path.read_text()) for path in grid.rglob("summary.json")]
+    assert sorted(s["experiment"] for s in summaries) == ["spiral_latent_ode"] * 2 + ["spiral_rnn"] * 2
+    # A run that started and did not finish is named, not counted.
+    shutil.copytree(grid / "0_spiral_latent_ode" / ".hydra", grid / "9_spiral_rnn" / ".hydra")
+
+    collected = collect(str(grid), "--definitions")
+    assert collected.returncode == 0, collected.stderr[-3000:]
+    table = collected.stdout
+    assert "| paper | RNN | - | 0.3937 | 0.3202 | 0.1813 |" in table and "| paper | Latent ODE | - | 0.1642 |" in table
+    for experiment, name in (("spiral_rnn", "RNN"), ("spiral_latent_ode", "Latent ODE")):
+        values = [s["test_rmse_extrapolation_clean"] for s in summaries if s["experiment"] == experiment]
+        cell = f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        assert f"| {name} | {cell} | - | - | - |" in table, table
+    assert "| `data.noise=0.2 " in table and "4 runs, seeds [0, 1]" in table and "9_spiral_rnn" in table
+    assert "| `rmse_interpolation_noisy_euclidean` | Latent ODE |" in table
