@@ -9,6 +9,7 @@ A grid is one Hydra sweep of both spiral experiments over data.n_obs and seeds, 
     python scripts/table2.py outputs/table2/noise_0.3 outputs/table2/default outputs/table2/noise_0.05
     python scripts/table2.py outputs/table2/default --definitions       # every RMSE definition, from the same runs
     python scripts/table2.py outputs/table2/default --figures docs/figures   # Figures 8 and 9 of its first seed
+    python scripts/table2.py outputs/table2/default --retest data.test_range=observed   # the same models, other test spirals
 
 (``data=spirals`` lets a sweep across the two experiments take ``data.*`` overrides, such as ``data.noise=0.3``.)
 The table has a row per grid and model, labelled by the overrides that set the grid apart (the paper's rows
@@ -17,6 +18,11 @@ mean ± std over seeds of the chosen metric (``--metric``, by default ``test_rms
 noise-free spirals, per coordinate; ``node_experiments/tasks/sequence_metrics.py`` defines them all); a cell with
 fewer runs than the grid's seeds says how many it has. Runs that did not finish (no ``summary.json``) are counted
 and named.
+
+``--retest KEY=VALUE ...`` evaluates each run's trained model (its last checkpoint) again, on the test spirals of its
+data settings changed by these overrides, and tabulates that instead. It refuses overrides that change the training
+spirals: the models are then exactly those a grid run with the overrides would have trained (``data.test_range``
+moves only the test spirals, for instance), and no training needs repeating.
 """
 
 from __future__ import annotations
@@ -125,6 +131,36 @@ def definitions_table(grid: Grid) -> str:
     return "\n".join(lines)
 
 
+def retest(grid: Grid, overrides: list[str]) -> None:
+    """Replace the grid's metrics by those of its trained models on the test spirals ``overrides`` give."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from node_experiments.studies.trained_run import load_trained_run
+    from node_experiments.tasks import build_task
+
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    retested = defaultdict(list)
+    for run_dir, summary in finished_runs([grid.folder]):
+        run = load_trained_run(run_dir, device, key="run folder")
+        config = OmegaConf.merge(OmegaConf.create(run.config), OmegaConf.from_dotlist(overrides))
+        before, after = (task.dataloaders(torch.Generator()) for task in (run.task(device), build_task(config, device)))
+        if not all(torch.equal(x, y) for x, y in zip(_tensors(before[0]), _tensors(after[0]))):
+            raise SystemExit(f"table2: --retest {' '.join(overrides)} changes the training spirals of {run_dir}; "
+                             "only overrides that leave them as they were (such as data.test_range) can be retested.")
+        metrics = build_task(config, device).evaluate(run.model, after[1])
+        key = (summary["experiment"], int(config.data.n_obs))
+        retested[key].append({**summary, **{f"test_{name}": value for name, value in metrics.items()}})
+    grid.runs = dict(retested)
+    grid.label += f" (retested: {' '.join(overrides)})"
+
+
+def _tensors(loader) -> list:
+    spirals = loader.dataset.spirals
+    return [spirals.observations, spirals.obs_times, spirals.noisy, spirals.clockwise]
+
+
 def run_folder(grid: Grid, experiment: str, n_obs: int, seed: int) -> Path | None:
     for run_dir, summary in finished_runs([grid.folder]):
         config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
@@ -171,8 +207,11 @@ def main() -> None:
     parser.add_argument("--metric", default=METRIC, help=f"summary.json entry to tabulate (default {METRIC})")
     parser.add_argument("--definitions", action="store_true", help="every RMSE definition of the first grid")
     parser.add_argument("--figures", type=Path, help="write Figures 8 and 9 of the first grid into this folder")
+    parser.add_argument("--retest", nargs="+", metavar="KEY=VALUE", help="evaluate the trained models on other test spirals")
     args = parser.parse_args()
     grids = [read_grid(folder) for folder in args.grids]
+    for grid in grids if args.retest else []:
+        retest(grid, args.retest)
     print(results_table(grids, args.metric))
     for grid in grids:
         runs = sum(len(summaries) for summaries in grid.runs.values())

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import run_node_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,21 +29,34 @@ def collect(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_launcher_sweep_is_collected_into_table_2(tmp_path: Path) -> None:
-    grid = tmp_path / "noise"
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both experiments x n_obs 10 x seeds 0, 1 at data.noise=0.2, two runs at a time, one epoch each."""
+    folder = tmp_path_factory.mktemp("sweep") / "noise"
     result = run_node_run(
         ["-m", "experiment=spiral_latent_ode,spiral_rnn", "data=spirals", "data.n_obs=10", "trainer.seed=0,1",
          "solver.adjoint=false", "data.noise=0.2", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-         f"hydra.sweep.dir={grid}"],
-        cwd=tmp_path,
+         f"hydra.sweep.dir={folder}"],
+        cwd=folder.parent,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The grid's rows of a results table: the n = 10 and n = 30 cells of each model."""
+    return [line.split(" | ")[2:4] for line in output.splitlines() if line.startswith("| `data.noise=0.2")]
+
+
+def test_a_launcher_sweep_is_collected_into_table_2(grid: Path) -> None:
     summaries = [json.loads(path.read_text()) for path in grid.rglob("summary.json")]
     assert sorted(s["experiment"] for s in summaries) == ["spiral_latent_ode"] * 2 + ["spiral_rnn"] * 2
-    # A run that started and did not finish is named, not counted.
-    shutil.copytree(grid / "0_spiral_latent_ode" / ".hydra", grid / "9_spiral_rnn" / ".hydra")
-
-    collected = collect(str(grid), "--definitions")
+    unfinished = grid / "9_spiral_rnn"  # a run that started and did not finish is named, not counted
+    shutil.copytree(grid / "0_spiral_latent_ode" / ".hydra", unfinished / ".hydra")
+    try:
+        collected = collect(str(grid), "--definitions")
+    finally:
+        shutil.rmtree(unfinished)
     assert collected.returncode == 0, collected.stderr[-3000:]
     table = collected.stdout
     assert "| paper | RNN | - | 0.3937 | 0.3202 | 0.1813 |" in table and "| paper | Latent ODE | - | 0.1642 |" in table
@@ -51,3 +66,15 @@ def test_a_launcher_sweep_is_collected_into_table_2(tmp_path: Path) -> None:
         assert f"| {name} | {cell} | - | - | - |" in table, table
     assert "| `data.noise=0.2 " in table and "4 runs, seeds [0, 1]" in table and "9_spiral_rnn" in table
     assert "| `rmse_interpolation_noisy_euclidean` | Latent ODE |" in table
+
+
+@pytest.mark.slow
+def test_retest_evaluates_the_trained_models_on_other_test_spirals(grid: Path) -> None:
+    """With the test spirals unchanged, the runs' own numbers; with other test spirals, others; an override that
+    would change the training spirals is refused."""
+    plain, same, observed = (collect(str(grid), *extra) for extra in
+                             ((), ("--retest", "data.test_range=same"), ("--retest", "data.test_range=observed")))
+    rows = [table_rows(result.stdout) for result in (plain, same, observed)]
+    assert rows[0] == rows[1] and rows[0] != rows[2] and len(rows[0]) == 2, rows
+    refused = collect(str(grid), "--retest", "data.noise=0.3")
+    assert refused.returncode != 0 and "changes the training spirals" in refused.stderr
