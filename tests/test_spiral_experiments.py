@@ -63,6 +63,15 @@ def test_the_paper_settings_are_the_default() -> None:
     )
     assert cfg.solver.adjoint is True and cfg.model.obs_std == cfg.data.noise
     assert compose("spiral_rnn").model.hidden == 25
+    assert (cfg.data.curve, cfg.data.noise, cfg.data.test_range) == ("mirrored", 0.1, "same")
+
+
+def test_the_torchdiffeq_example_preset() -> None:
+    """data=spirals_torchdiffeq_example: the example's curves and its script's noise, otherwise the defaults."""
+    cfg, default = compose("spiral_rnn", ["data=spirals_torchdiffeq_example"]), compose("spiral_rnn")
+    assert (cfg.data.curve, cfg.data.noise, cfg.model.obs_std) == ("torchdiffeq_example", 0.3, 0.3)
+    changed = {key for key in default.data if cfg.data[key] != default.data[key]}
+    assert changed == {"curve", "noise"}
 
 
 class _TruthButOne(torch.nn.Module):
