@@ -9,7 +9,7 @@ A grid is one Hydra sweep of both spiral experiments over data.n_obs and seeds, 
     python scripts/table2.py outputs/table2/noise_0.3 outputs/table2/default outputs/table2/noise_0.05
     python scripts/table2.py outputs/table2/default --definitions       # every RMSE definition, from the same runs
     python scripts/table2.py outputs/table2/default --figures docs/figures   # Figures 8 and 9 of its first seed
-    python scripts/table2.py outputs/table2/default --retest data.test_range=observed   # the same models, other test spirals
+    python scripts/table2.py outputs/table2/default --retest data.test_range=observed   # other test spirals
 
 (``data=spirals`` lets a sweep across the two experiments take ``data.*`` overrides, such as ``data.noise=0.3``.)
 The table has a row per grid and model, labelled by the overrides that set the grid apart (the paper's rows
@@ -40,7 +40,10 @@ from node_experiments.training.run_logger import SUMMARY_FILE, finished_runs
 
 MODELS = {"spiral_rnn": "RNN", "spiral_latent_ode": "Latent ODE"}
 # The paper's Table 2: predictive RMSE on the test set, by number of observed time points.
-PAPER = {"spiral_rnn": {30: 0.3937, 50: 0.3202, 100: 0.1813}, "spiral_latent_ode": {30: 0.1642, 50: 0.1502, 100: 0.1346}}
+PAPER = {
+    "spiral_rnn": {30: 0.3937, 50: 0.3202, 100: 0.1813},
+    "spiral_latent_ode": {30: 0.1642, 50: 0.1502, 100: 0.1346},
+}
 METRIC = "test_rmse_extrapolation_clean"
 # Overrides every grid of this page shares: the grid's axes and the run settings that do not change results.
 GRID_AXES = ("experiment", "data", "data.n_obs", "trainer.seed", "solver.adjoint", "trainer.progress_bar")
@@ -207,7 +210,9 @@ def main() -> None:
     parser.add_argument("--metric", default=METRIC, help=f"summary.json entry to tabulate (default {METRIC})")
     parser.add_argument("--definitions", action="store_true", help="every RMSE definition of the first grid")
     parser.add_argument("--figures", type=Path, help="write Figures 8 and 9 of the first grid into this folder")
-    parser.add_argument("--retest", nargs="+", metavar="KEY=VALUE", help="evaluate the trained models on other test spirals")
+    parser.add_argument(
+        "--retest", nargs="+", metavar="KEY=VALUE", help="evaluate the trained models on other test spirals"
+    )
     args = parser.parse_args()
     grids = [read_grid(folder) for folder in args.grids]
     for grid in grids if args.retest else []:

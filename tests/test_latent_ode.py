@@ -201,7 +201,7 @@ def test_a_bad_cell_names_the_key() -> None:
 
 
 def test_the_dynamics_depth_is_a_setting() -> None:
-    """Two hidden layers, as in the authors' example: 4 -> 20 -> 20 -> 4, each hidden layer followed by an ELU."""
+    """Two hidden layers, as in torchdiffeq's example: 4 -> 20 -> 20 -> 4, each hidden layer followed by an ELU."""
     dynamics = LatentODE(dynamics_layers=2).ode.func.net
     assert [layer.out_features for layer in dynamics if hasattr(layer, "out_features")] == [20, 20, 4]
     assert sum(isinstance(layer, torch.nn.ELU) for layer in dynamics) == 2

@@ -11,9 +11,9 @@ A variational autoencoder for time series observed at arbitrary times:
 Training maximises the evidence lower bound (ELBO): E_q[log p(x | z_0)] - KL(q(z_0 | x) || N(0, I)), one sample
 of z_0 per sequence with the reparameterisation trick. Sizes are the paper's (appendix): a 25-unit recognition
 RNN, a 4-dimensional latent state, dynamics and decoder with one hidden layer of 20 units each. The activations
-(ELU dynamics, ReLU decoder) follow the authors' ``latent_ode.py`` example in torchdiffeq; the recognition RNN is
-a GRU by default rather than the example's Elman cell, whose exploding gradients derail training
-(``sequence_rnn.recurrent_layer``).
+(ELU dynamics, ReLU decoder) follow torchdiffeq's ``latent_ode.py`` example (contributed after the paper); the
+recognition RNN is a GRU by default rather than the example's Elman cell, whose exploding gradients derail
+training (``sequence_rnn.recurrent_layer``).
 
 Every sequence keeps its own observation times: a batch is solved once, on the sorted union of its times, and
 each sequence reads its own points from that solution (``solve_at_times``).
@@ -70,7 +70,7 @@ class RecognitionRNN(nn.Module):
 class LatentDynamics(nn.Module):
     """f in dz/dt = f(z): ``layers`` hidden layers of ``hidden`` ELU units (autonomous: f does not depend on t).
 
-    The paper's appendix gives one hidden layer; the authors' ``latent_ode.py`` example uses two.
+    The paper's appendix gives one hidden layer; torchdiffeq's ``latent_ode.py`` example uses two.
     """
 
     def __init__(self, latent_dim: int, hidden: int, layers: int = 1) -> None:
@@ -78,7 +78,7 @@ class LatentDynamics(nn.Module):
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ConfigError(
                 f"model.dynamics_layers={layers!r} must be a whole number of hidden layers, 1 or more "
-                "(the paper: 1; the authors' example: 2)."
+                "(the paper: 1; torchdiffeq's example: 2)."
             )
         widths = [latent_dim] + [hidden] * layers
         body = [module for n_in, n_out in zip(widths, widths[1:]) for module in (nn.Linear(n_in, n_out), nn.ELU())]
@@ -96,7 +96,7 @@ class LatentODE(nn.Module):
         latent_dim: size of the latent state (4 in the paper).
         rnn_hidden: hidden units of the recognition RNN (25 in the paper).
         dynamics_hidden: hidden units of the dynamics network (20 in the paper).
-        dynamics_layers: hidden layers of the dynamics network (1 in the paper, 2 in the authors' example).
+        dynamics_layers: hidden layers of the dynamics network (1 in the paper, 2 in torchdiffeq's example).
         decoder_hidden: hidden units of the decoder (20 in the paper).
         obs_std: the fixed std of the Gaussian likelihood p(x_i | z(t_i)).
         rnn_cell: the recognition network's cell, ``gru`` or ``rnn`` (see ``sequence_rnn.recurrent_layer``).

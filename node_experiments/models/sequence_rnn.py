@@ -55,9 +55,9 @@ RECURRENT_CELLS = {"gru": nn.GRU, "rnn": nn.RNN}
 def recurrent_layer(cell: str, input_size: int, hidden: int, key: str) -> nn.RNNBase:
     """A one-layer, batch-first recurrent network: ``gru`` (gated) or ``rnn`` (Elman, tanh).
 
-    The paper says "RNN" without naming the cell; the authors' example uses an Elman cell. Over the 100 steps of a
-    spiral, the Elman cell's gradients explode now and then (spikes of 10-50x the median gradient norm, which
-    derail training at the example's learning rate), so the default is a GRU of the same width.
+    The paper says "RNN" without naming the cell; torchdiffeq's latent_ode.py example uses an Elman cell. Over the
+    100 steps of a spiral, the Elman cell's gradients explode now and then (spikes of 10-50x the median gradient
+    norm, which derail training at the example's learning rate), so the default is a GRU of the same width.
     """
     if cell not in RECURRENT_CELLS:
         raise ConfigError(f"{key}={cell!r} is not a recurrent cell: use one of {', '.join(RECURRENT_CELLS)}.")

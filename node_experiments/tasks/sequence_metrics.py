@@ -45,9 +45,7 @@ def point_errors(
     parts = {
         "extrapolation": (predictions[:, window:], batch["truth"][:, window:], batch["noisy"][:, window:], everywhere),
         "interpolation": (predictions[:, :window], batch["truth"][:, :window], batch["noisy"][:, :window], unobserved),
-        "reconstruction": (
-            reconstruction, batch["obs_truth"], batch["observations"], torch.ones_like(batch["obs_times"], dtype=torch.bool),
-        ),
+        "reconstruction": (reconstruction, batch["obs_truth"], batch["observations"], batch["obs_times"] >= 0),
     }
     return {
         (part, target): ((values - reference).pow(2).sum(dim=-1), mask)
