@@ -8,7 +8,7 @@ A grid is one Hydra sweep of both spiral experiments over data.n_obs and seeds, 
     python scripts/table2.py outputs/table2/default                     # Table 2 of that grid
     python scripts/table2.py outputs/table2/noise_0.3 outputs/table2/default outputs/table2/noise_0.05
     python scripts/table2.py outputs/table2/default --definitions       # every RMSE definition, from the same runs
-    python scripts/table2.py outputs/table2/default --figures docs/figures   # Figures 8 and 9 of its first seed
+    python scripts/table2.py outputs/table2/default --figures docs/figures   # Figures 8-9, first seed, n_obs 30
     python scripts/table2.py outputs/table2/default --retest data.test_range=observed   # other test spirals
 
 (``data=spirals`` lets a sweep across the two experiments take ``data.*`` overrides, such as ``data.noise=0.3``.)
@@ -172,9 +172,9 @@ def run_folder(grid: Grid, experiment: str, n_obs: int, seed: int) -> Path | Non
     return None
 
 
-def figures(grid: Grid, out: Path) -> list[Path]:
-    """Figure 8 (both models on the first test spirals, from their checkpoints) for each n_obs of the grid's
-    first seed, and Figure 9 (the latent ODE run's latent trajectories)."""
+def figures(grid: Grid, out: Path, n_obs: int) -> list[Path]:
+    """Figure 8 (both models on the first test spirals, from their checkpoints) and Figure 9 (the latent ODE run's
+    latent trajectories) of the grid's first seed at ``n_obs``."""
     import torch
 
     from node_experiments.studies.trained_run import load_trained_run
@@ -183,24 +183,22 @@ def figures(grid: Grid, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     seed = min(grid.seeds)
-    for n_obs in sorted({n for _, n in grid.runs}):
-        predictions, batch = {}, None
-        for experiment, name in MODELS.items():
-            folder = run_folder(grid, experiment, n_obs, seed)
-            if folder is None:
-                break
-            run = load_trained_run(folder, torch.device("cpu"), key="run folder")
-            task = run.task(torch.device("cpu"))
-            _, test_loader = task.dataloaders(torch.Generator())
-            batch = task.example_batch(test_loader, task.cfg.task.figure_spirals)
-            with torch.no_grad():
-                predictions[name] = task.predict(run.model, batch, test_loader)
-            if experiment == "spiral_latent_ode":
-                written.append(out / f"spirals_figure9_n{n_obs}.png")
-                shutil.copyfile(folder / "figures" / "latent_trajectories.png", written[-1])
-        if len(predictions) == len(MODELS):
-            written.append(out / f"spirals_figure8_n{n_obs}.png")
-            predictions_figure(batch, predictions).savefig(written[-1], dpi=110, bbox_inches="tight")
+    predictions, batch = {}, None
+    for experiment, name in MODELS.items():
+        folder = run_folder(grid, experiment, n_obs, seed)
+        if folder is None:
+            raise SystemExit(f"table2: {grid.folder} has no finished {experiment} run at n_obs={n_obs}, seed {seed}.")
+        run = load_trained_run(folder, torch.device("cpu"), key="run folder")
+        task = run.task(torch.device("cpu"))
+        _, test_loader = task.dataloaders(torch.Generator())
+        batch = task.example_batch(test_loader, task.cfg.task.figure_spirals)
+        with torch.no_grad():
+            predictions[name] = task.predict(run.model, batch, test_loader)
+        if experiment == "spiral_latent_ode":
+            written.append(out / f"spirals_figure9_n{n_obs}.png")
+            shutil.copyfile(folder / "figures" / "latent_trajectories.png", written[-1])
+    written.append(out / f"spirals_figure8_n{n_obs}.png")
+    predictions_figure(batch, predictions).savefig(written[-1], dpi=110, bbox_inches="tight")
     return written
 
 
@@ -210,6 +208,7 @@ def main() -> None:
     parser.add_argument("--metric", default=METRIC, help=f"summary.json entry to tabulate (default {METRIC})")
     parser.add_argument("--definitions", action="store_true", help="every RMSE definition of the first grid")
     parser.add_argument("--figures", type=Path, help="write Figures 8 and 9 of the first grid into this folder")
+    parser.add_argument("--figure-n-obs", type=int, default=30, help="n_obs of the figures (default 30, as Figure 8)")
     parser.add_argument(
         "--retest", nargs="+", metavar="KEY=VALUE", help="evaluate the trained models on other test spirals"
     )
@@ -225,7 +224,7 @@ def main() -> None:
     if args.definitions:
         print("\n" + definitions_table(grids[0]))
     if args.figures:
-        for path in figures(grids[0], args.figures):
+        for path in figures(grids[0], args.figures, args.figure_n_obs):
             print(f"wrote {path}")
 
 
