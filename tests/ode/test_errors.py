@@ -256,6 +256,16 @@ def test_step_size_underflow():
     assert any(0 < x < 1e-15 for x in floats_in(msg)), f"the message should give the step size dt: {msg}"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_step_size_underflow_message_does_not_ask_for_float64(dtype):
+    """Times are 64-bit host floats whatever the state's dtype: switching the state to float64 cannot help, so the
+    message must not suggest it, and says that times are already 64-bit."""
+    with pytest.raises(StepSizeTooSmallError) as info:
+        odeint(step_at(0.5), torch.zeros(1, dtype=dtype), T, rtol=0.0, atol=1e-20, options={"max_num_steps": 5000})
+    msg = str(info.value)
+    assert "use float64" not in msg and "64-bit" in msg, msg
+
+
 def test_max_num_steps_exceeded_adaptive():
     """Steps of exactly 0.01 (max_step) from t = 0: after 10 steps the solver stands at t = 0.1."""
     with pytest.raises(MaxStepsExceededError) as info:
