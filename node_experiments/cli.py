@@ -17,7 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import RunError
+from .errors import RunError, retired_adjoint_setting
 
 CONFIG_PACKAGE = "node_experiments.configs"
 USAGE = "usage: node-run experiment=NAME [key=value ...]    (node-run -m experiment=A,B ... for a sweep)"
@@ -56,6 +56,15 @@ def experiment_problem(args: list[str]) -> str | None:
     return None
 
 
+def retired_setting_problem(args: list[str]) -> str | None:
+    """A message when the command line sets ``solver.adjoint``, replaced by ``solver.gradient``; else None."""
+    for arg in args:
+        match = re.fullmatch(r"[+~]*solver\.adjoint(?:=(.*))?", arg)
+        if match:
+            return f"node-run: {retired_adjoint_setting(match.group(1))}\n{USAGE}"
+    return None
+
+
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config")
 def run(cfg: DictConfig) -> None:
     """One run: validate the settings, then train (or run the experiment's study); its folder is Hydra's output
@@ -90,7 +99,7 @@ def run(cfg: DictConfig) -> None:
 
 def main() -> None:
     """The ``node-run`` console script."""
-    problem = experiment_problem(sys.argv[1:])
+    problem = experiment_problem(sys.argv[1:]) or retired_setting_problem(sys.argv[1:])
     if problem:
         print(problem, file=sys.stderr)
         sys.exit(2)

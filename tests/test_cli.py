@@ -63,6 +63,8 @@ def test_experiment_runs_end_to_end(runs: dict[str, Path], experiment: str) -> N
     uses_solver = experiment in ("mnist_odenet", "mnist_rknet")
     assert (summary["nfe_forward"] > 0) == uses_solver
     assert ("solver" in summary) == uses_solver
+    if uses_solver:
+        assert summary["solver"]["gradient"] == ("adjoint" if experiment == "mnist_odenet" else "backprop")
     assert (summary["nfe_backward"] > 0) == (experiment == "mnist_odenet")  # RK-Net backprops, no backward solve
     (record,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and record["test/accuracy"] == summary["test_accuracy"]
@@ -125,6 +127,11 @@ def test_missing_data_names_the_folder_and_both_fixes(tmp_path: Path) -> None:
     result = run_node_run(["experiment=mnist_mlp", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
                            f"hydra.run.dir={tmp_path / 'run'}"])
     assert_clean_failure(result, str(tmp_path / "nowhere" / "MNIST" / "raw"), "data.download=true", "data.root=")
+
+
+def test_the_retired_adjoint_flag_is_answered_with_its_replacement() -> None:
+    result = run_node_run(["experiment=mnist_odenet", "solver.adjoint=false"])
+    assert_clean_failure(result, "solver.adjoint=false is no longer a setting", "solver.gradient=backprop")
 
 
 def test_a_bad_solver_value_is_named_before_training(tiny_data_root: Path, tmp_path: Path) -> None:

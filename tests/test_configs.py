@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import compose
-from node_experiments.cli import available_experiments, experiment_problem
+from node_experiments.cli import available_experiments, experiment_problem, retired_setting_problem
 from node_experiments.errors import ConfigError
 from node_experiments.models import check_solver_config
 
@@ -48,8 +48,8 @@ def test_the_authors_recipe_is_the_default() -> None:
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.1, 0.9, 0.0)
     assert list(cfg.scheduler.milestones) == [60, 100, 140] and cfg.scheduler.gamma == 0.1
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.random_crop_padding) == (128, 160, 4)
-    assert (cfg.solver.method, cfg.solver.rtol, cfg.solver.atol, cfg.solver.adjoint) == ("dopri5", 1e-3, 1e-3, True)
-    assert compose("mnist_rknet").solver.adjoint is False
+    assert (cfg.solver.method, cfg.solver.rtol, cfg.solver.atol, cfg.solver.gradient) == ("dopri5", 1e-3, 1e-3, "adjoint")
+    assert compose("mnist_rknet").solver.gradient == "backprop"
 
 
 def test_solver_overrides_reach_the_model_config() -> None:
@@ -73,7 +73,8 @@ def test_experiment_is_required() -> None:
         ({"rtol": "tight"}, "solver.rtol='tight'"),
         ({"rtol": 0, "atol": 0}, "solver.rtol and solver.atol"),
         ({"method": "dopri6"}, "solver.method='dopri6'"),
-        ({"adjoint": "yes"}, "solver.adjoint='yes'"),
+        ({"gradient": "yes"}, "solver.gradient='yes'"),
+        ({"adjoint": True}, "solver.gradient=adjoint|backprop|checkpoint"),
         ({"options": {"bogus_option": 1}}, "solver.options"),
         ({"adjoint_options": {"bogus_option": 1}}, "solver.adjoint_options"),
     ],
@@ -91,6 +92,15 @@ def test_experiment_names_are_checked_before_hydra_runs() -> None:
     assert "no experiment given" in experiment_problem(["trainer.max_epochs=1"])
     assert "Did you mean experiment=mnist_resnet" in experiment_problem(["-m", "experiment=mnist_mlp,mnist_resnt"])
     assert experiment_problem(["--help"]) is None
+
+
+@pytest.mark.parametrize("arg", ["solver.adjoint=false", "+solver.adjoint=true", "++solver.adjoint=false"])
+def test_the_retired_adjoint_flag_names_its_replacement(arg: str) -> None:
+    """``solver.adjoint`` (a boolean until the gradient strategies) gets one paragraph naming ``solver.gradient``."""
+    message = retired_setting_problem(["experiment=mnist_odenet", arg])
+    assert message.startswith("node-run: solver.adjoint=")
+    assert "solver.gradient=backprop" in message and "solver.gradient=adjoint" in message
+    assert retired_setting_problem(["experiment=mnist_odenet", "solver.adjoint_options.norm=seminorm"]) is None
 
 
 @pytest.mark.parametrize(

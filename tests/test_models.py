@@ -1,4 +1,4 @@
-"""The MNIST networks and the ODE block: shapes, time dependence, adjoint against backprop, measured memory."""
+"""The MNIST networks and the ODE block: shapes, time dependence, the gradient strategies, measured memory."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from node_experiments.training.meters import SavedTensorBytes
 
 
 def solver(**changes) -> dict:
-    settings = dict(method="dopri5", rtol=1e-3, atol=1e-3, adjoint=True, options={}, adjoint_options={})
+    settings = dict(method="dopri5", rtol=1e-3, atol=1e-3, gradient="adjoint", options={}, adjoint_options={})
     return {**settings, **changes}
 
 
 @pytest.mark.parametrize(
     "model",
-    [ODENet(1, 10, 16, solver()), ODENet(1, 10, 16, solver(adjoint=False)), ResNet(1, 10, 16, 2), MLP(1, 28, 30, 10)],
+    [ODENet(1, 10, 16, solver()), ODENet(1, 10, 16, solver(gradient="backprop")), ResNet(1, 10, 16, 2), MLP(1, 28, 30, 10)],
     ids=["odenet", "rknet", "resnet", "mlp"],
 )
 def test_models_map_images_to_class_scores(model: torch.nn.Module) -> None:
@@ -55,15 +55,18 @@ class TanhField(torch.nn.Module):
         return torch.tanh(self.linear(h) + t)
 
 
-@pytest.mark.parametrize("adjoint", [True, False])
-def test_the_adjoint_flag_picks_how_gradients_are_computed(adjoint: bool) -> None:
-    """Backward solves happen only with the adjoint; either way the gradients are those of the ODE's solution."""
+@pytest.mark.parametrize("gradient", ["adjoint", "backprop", "checkpoint"])
+def test_the_gradient_setting_picks_how_gradients_are_computed(gradient: str) -> None:
+    """Backward work (a backward solve, a recomputation) happens for the adjoint and the checkpointed strategy;
+    every way the gradients are those of the ODE's solution."""
     torch.manual_seed(0)
     func = TanhField(3).double()
     h0 = torch.randn(4, 3, dtype=torch.float64)
+    block = ODEBlock(func, rtol=1e-10, atol=1e-10, gradient=gradient)
     with record_stats() as stats:
-        ODEBlock(func, rtol=1e-10, atol=1e-10, adjoint=adjoint)(h0).square().sum().backward()
-    assert (stats.nfe_backward > 0) == adjoint
+        block(h0).square().sum().backward()
+    assert (stats.nfe_backward > 0) == (gradient != "backprop")
+    assert f"gradient={gradient}" in repr(block)
     gradient = func.linear.weight.grad.clone()
     func.zero_grad()
     odeint(func, h0, torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=1e-12, atol=1e-12)[-1].square().sum().backward()
@@ -78,15 +81,23 @@ def saved_bytes(model: torch.nn.Module, images: torch.Tensor) -> int:
 
 
 def test_saved_memory_grows_with_depth_and_solver_steps_but_not_with_the_adjoint() -> None:
-    """Paper Table 1's memory column, measured: O(L) for ResNet and RK-Net, O(1) for the adjoint ODE-Net."""
+    """Paper Table 1's memory column, measured: O(L) for ResNet and RK-Net, O(1) for the adjoint ODE-Net; the
+    checkpointed ODE-Net keeps one state per step, between the two."""
     torch.manual_seed(0)
     images = torch.rand(4, 1, 28, 28)
     assert saved_bytes(ResNet(1, 10, 8, 6), images) > saved_bytes(ResNet(1, 10, 8, 2), images)
     loose, tight = {"rtol": 1e-2, "atol": 1e-2}, {"rtol": 1e-5, "atol": 1e-5}
     odenet = [saved_bytes(ODENet(1, 10, 8, solver(**tol)), images) for tol in (loose, tight)]
-    rknet = [saved_bytes(ODENet(1, 10, 8, solver(adjoint=False, **tol)), images) for tol in (loose, tight)]
+    rknet = [saved_bytes(ODENet(1, 10, 8, solver(gradient="backprop", **tol)), images) for tol in (loose, tight)]
+    checkpointed = [saved_bytes(ODENet(1, 10, 8, solver(gradient="checkpoint", **tol)), images) for tol in (loose, tight)]
     assert odenet[0] == odenet[1]
     assert rknet[1] > rknet[0] > odenet[0]
+    assert rknet[1] > checkpointed[1] > checkpointed[0] and rknet[0] > checkpointed[0]
+
+
+def test_an_unknown_gradient_strategy_is_refused() -> None:
+    with pytest.raises(ValueError, match="gradient='adjont'"):
+        ODEBlock(TanhField(2), gradient="adjont")
 
 
 def test_saved_bytes_count_each_storage_once() -> None:

@@ -114,7 +114,7 @@ class CNFDynamics(nn.Module):
 
     The trace needs autograd with respect to z even when the solver evaluates the field without it (the adjoint's
     forward solve, evaluation under ``torch.no_grad``); the graph through the trace is built only when the caller
-    wants gradients (training without the adjoint, or the adjoint's backward solve).
+    wants gradients (training by backprop, the adjoint's backward solve, the checkpointed recomputation).
     """
 
     def __init__(self, field: nn.Module, trace: str = "exact", probe: str = "rademacher") -> None:
@@ -171,7 +171,7 @@ class CNF(Flow):
         t1: the end of the flow's time interval.
         trace: ``exact``, ``closed_form`` (the field's ``divergence``) or ``hutchinson`` (see the module docstring).
         probe: Hutchinson's probe distribution, ``rademacher`` or ``gaussian``.
-        solver: the ``solver`` config group (method, rtol, atol, adjoint, options, adjoint_options), passed to
+        solver: the ``solver`` config group (method, rtol, atol, gradient, options, adjoint_options), passed to
             the ``ODEBlock`` that solves the flow.
         base_std: standard deviation of the normal base density.
     """

@@ -5,7 +5,7 @@ A variational autoencoder for time series observed at arbitrary times:
 - a recognition RNN reads the observations backwards in time, each with its time gap, and outputs the mean and
   log-variance of the Gaussian posterior q(z_0 | x) over the latent state at t = 0;
 - the latent state follows dz/dt = f(z), a neural network, solved by the project's ODE solver (``solver`` config
-  group, through ``ODEBlock``; the adjoint by default);
+  group, through ``ODEBlock``);
 - a decoder maps each latent state z(t_i) to the mean of a Gaussian over the observation x_i, whose std is fixed.
 
 Training maximises the evidence lower bound (ELBO): E_q[log p(x | z_0)] - KL(q(z_0 | x) || N(0, I)), one sample
@@ -100,7 +100,7 @@ class LatentODE(nn.Module):
         decoder_hidden: hidden units of the decoder (20 in the paper).
         obs_std: the fixed std of the Gaussian likelihood p(x_i | z(t_i)).
         rnn_cell: the recognition network's cell, ``gru`` or ``rnn`` (see ``sequence_rnn.recurrent_layer``).
-        solver: the ``solver`` config group (method, rtol, atol, adjoint, options, adjoint_options).
+        solver: the ``solver`` config group (method, rtol, atol, gradient, options, adjoint_options).
     """
 
     def __init__(

@@ -103,12 +103,12 @@ class ResBlock(nn.Module):
 
 
 class ODENet(nn.Sequential):
-    """ODE-Net (and, with ``solver["adjoint"] = False``, RK-Net): downsampling, one ODE block, head.
+    """ODE-Net (and, with ``solver["gradient"] = "backprop"``, RK-Net): downsampling, one ODE block, head.
 
     Args:
         in_channels, num_classes: of the data set.
         width: channels of the features (64 in the paper).
-        solver: the ODE block's settings, the ``solver`` config group (method, rtol, atol, adjoint, options,
+        solver: the ODE block's settings, the ``solver`` config group (method, rtol, atol, gradient, options,
             adjoint_options); see ``ODEBlock``.
     """
 

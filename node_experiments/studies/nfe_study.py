@@ -165,7 +165,7 @@ def measure_tolerance(
     if settings.seminorm:
         variants["nfe_backward_seminorm"] = {**plain, "norm": "seminorm"}
     rows = []
-    with solver_settings(block, rtol=tolerance, atol=tolerance, adjoint=True):
+    with solver_settings(block, rtol=tolerance, atol=tolerance, gradient="adjoint"):
         for index, (images, labels) in enumerate(batches):
             forward = forward_pass(model, block, images, settings.timing_repeats)
             max_error, relative_error = references.error(index, forward.block_input, forward.block_output)
