@@ -49,7 +49,8 @@ def test_experiment_runs_and_writes_the_metrics(tmp_path: Path, experiment: str,
     assert COMMON_METRICS | metrics <= set(summary), sorted(summary)
     assert summary["test_rmse_extrapolation"] > 0 and summary["epochs"] == 1
     if experiment == "spiral_latent_ode":
-        assert summary["nfe_forward"] > 0 and summary["nfe_backward"] > 0, "the adjoint's backward solve is counted"
+        assert summary["nfe_forward"] > 0 and summary["nfe_backward"] > 0, "the recomputation is counted"
+        assert summary["solver"]["gradient"] == "checkpoint"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {"test/rmse_extrapolation", "nfe/forward", "time/epoch_s"} <= set(records[-1])
     assert {path.stem for path in (run_dir / "figures").glob("*.png")} == figures
@@ -62,7 +63,7 @@ def test_the_paper_settings_are_the_default() -> None:
     assert (cfg.model.latent_dim, cfg.model.rnn_hidden, cfg.model.dynamics_hidden, cfg.model.decoder_hidden) == (
         4, 25, 20, 20,
     )
-    assert cfg.solver.adjoint is True and cfg.model.obs_std == cfg.data.noise
+    assert cfg.solver.gradient == "checkpoint" and cfg.model.obs_std == cfg.data.noise
     assert compose("spiral_rnn").model.hidden == 25
 
 
