@@ -50,14 +50,14 @@ def command_line_problem(argv: Sequence[str]) -> str | None:
     """
     if _NO_CHECK_FLAGS.intersection(argv) or any(arg.startswith(_OTHER_CONFIG_SOURCES) for arg in argv):
         return None
-    return experiment_problem(argv) or launcher_problem(argv) or key_problem(argv)
+    return experiment_problem(argv) or mode_problem(argv) or launcher_problem(argv) or key_problem(argv)
 
 
 def experiment_problem(args: Sequence[str]) -> str | None:
     """A message when the command line names no experiment or one that does not exist; None when it is fine.
 
     Only plain names (``experiment=a`` or a sweep ``experiment=a,b``) are checked; Hydra's ``glob(...)`` and the
-    like are left to Hydra.
+    like are left to Hydra. The files under ``experiment/base/`` are parts of experiments, not experiments.
     """
     experiments = available_experiments()
     listing = "The experiments are: " + ", ".join(experiments) + "."
@@ -65,13 +65,31 @@ def experiment_problem(args: Sequence[str]) -> str | None:
     if not values:
         return f"node-run: no experiment given. {listing}\n{USAGE}"
     for value in values:
-        if not re.fullmatch(r"[\w\-]+(,[\w\-]+)*", value):
+        if not re.fullmatch(r"[\w\-/]+(,[\w\-/]+)*", value):
             continue
         for name in value.split(","):
             if name not in experiments:
                 close = difflib.get_close_matches(name, experiments, n=1)
                 hint = f" Did you mean experiment={close[0]}?" if close else ""
                 return f"node-run: unknown experiment {name!r}.{hint} {listing}\n{USAGE}"
+    return None
+
+
+def mode_problem(argv: Sequence[str]) -> str | None:
+    """A message when the command line asks for two of Hydra's modes at once (it raises a bare ValueError)."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        args, _ = get_args_parser().parse_known_args(list(argv))
+    except SystemExit:
+        return None
+    modes = [flag for flag, on in (("--run", args.run), ("--multirun", args.multirun), ("--cfg", args.cfg),
+                                   ("--info", args.info), ("--shell-completion", args.shell_completion)) if on]  # fmt: skip
+    if len(modes) > 1:
+        return (
+            f"node-run: {' and '.join(modes)} cannot be combined: Hydra runs one, sweeps, or prints one config. "
+            "To see a sweep job's config, give that job's values without -m, e.g. node-run experiment=A --cfg job."
+        )
     return None
 
 

@@ -106,9 +106,9 @@ def in_range(meaning: str, example: float, low: float, high: float, *, low_open:
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
     def accepts(v: Any) -> bool:
-        above = v > low if low_open else v >= low
-        below = v < high if high_open else v <= high
-        return _is_number(v) and above and below
+        if not _is_number(v):
+            return False
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
 
     return Rule(meaning, f"a number in {interval}", accepts, example)
 

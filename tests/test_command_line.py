@@ -21,7 +21,10 @@ def test_experiment_names_are_checked_before_hydra_runs() -> None:
     assert experiment_problem(["-m", "experiment=mnist_odenet,mnist_mlp"]) is None
     assert "no experiment given" in experiment_problem(["trainer.max_epochs=1"])
     assert "Did you mean experiment=mnist_resnet" in experiment_problem(["-m", "experiment=mnist_mlp,mnist_resnt"])
+    assert "unknown experiment 'base/cnf'" in experiment_problem(["experiment=base/cnf"])
     assert command_line_problem(["--help"]) is None
+    assert command_line_problem(["experiment=mnist_mlp", "--cfg", "job"]) is None
+    assert "--multirun and --cfg cannot be combined" in command_line_problem(["-m", "experiment=mnist_mlp", "--cfg", "job"])
 
 
 @pytest.mark.parametrize(
