@@ -20,8 +20,9 @@ class DataNotFoundError(RunError, FileNotFoundError):
 
 def retired_adjoint_setting(value: object, key: str = "solver") -> ConfigError:
     """The error for ``solver.adjoint``, the boolean of earlier versions: ``solver.gradient`` names the strategy."""
+    setting = f"{key}.adjoint" if value is None else f"{key}.adjoint={value}"
     return ConfigError(
-        f"{key}.adjoint={value} is no longer a setting: how gradients are computed is chosen by "
+        f"{setting} is no longer a setting: how gradients are computed is chosen by "
         f"{key}.gradient=adjoint|backprop|checkpoint ({key}.adjoint=true was {key}.gradient=adjoint, false was "
         f"{key}.gradient=backprop; checkpoint gives backprop's gradients for one state per solver step of memory). "
         f"Replace it with {key}.gradient=NAME."

@@ -26,10 +26,7 @@ def load_image_dataset(
     """Return ``torchvision.datasets.<name>`` (train or test split) from ``root``, downloading it if allowed."""
     dataset_class = getattr(datasets, name, None)
     if dataset_class is None:
-        raise ConfigError(
-            f"data.dataset={name!r} is not a torchvision.datasets class. Use one with the MNIST layout, such as "
-            "MNIST or FashionMNIST."
-        )
+        raise ValueError(f"{name!r} is not a torchvision.datasets class; use one with the MNIST layout, e.g. MNIST.")
     root = Path(root).expanduser().resolve()
     folder = root / name / "raw"
     copy = f"or point data.root at a folder that holds a copy (with {name}/raw/*-ubyte inside): data.root=/path/to/data."
@@ -51,12 +48,16 @@ def load_image_dataset(
 
 
 def _first(dataset: Dataset, count: int | None, key: str) -> Dataset:
-    """The first ``count`` examples of ``dataset`` (all of them when ``count`` is None)."""
+    """The first ``count`` examples of ``dataset`` (all of them when ``count`` is None); more than there are is an
+    error, not a silent cap (the one check of ``key`` that needs the data)."""
     if count is None:
         return dataset
-    if count < 1:
-        raise ConfigError(f"{key}={count} must be a positive number of images, or null for all of them.")
-    return Subset(dataset, range(min(count, len(dataset))))
+    if count > len(dataset):
+        raise ConfigError(
+            f"{key}={count} is more than the {len(dataset):,} images there are: give at most {len(dataset)}, or "
+            f"{key}=null for all of them."
+        )
+    return Subset(dataset, range(count))
 
 
 def _worker_context(num_workers: int) -> multiprocessing.context.BaseContext | None:

@@ -28,7 +28,6 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from ..errors import ConfigError
 from .ode_block import ODEBlock
 from .sequence_rnn import check_obs_std, gaussian_log_likelihood, recurrent_layer, time_gaps
 
@@ -57,7 +56,7 @@ class RecognitionRNN(nn.Module):
 
     def __init__(self, obs_dim: int, hidden: int, latent_dim: int, cell: str = "gru") -> None:
         super().__init__()
-        self.rnn = recurrent_layer(cell, obs_dim + 1, hidden, "model.rnn_cell")
+        self.rnn = recurrent_layer(cell, obs_dim + 1, hidden)
         self.out = nn.Linear(hidden, 2 * latent_dim)
 
     def forward(self, observations: torch.Tensor, obs_times: torch.Tensor) -> Normal:
@@ -76,9 +75,9 @@ class LatentDynamics(nn.Module):
     def __init__(self, latent_dim: int, hidden: int, layers: int = 1) -> None:
         super().__init__()
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
-            raise ConfigError(
-                f"model.dynamics_layers={layers!r} must be a whole number of hidden layers, 1 or more "
-                "(the paper: 1; the authors' example: 2)."
+            raise ValueError(
+                f"layers={layers!r} must be a whole number of hidden layers, 1 or more (the paper: 1; the authors' "
+                "example: 2)."
             )
         widths = [latent_dim] + [hidden] * layers
         body = [module for n_in, n_out in zip(widths, widths[1:]) for module in (nn.Linear(n_in, n_out), nn.ELU())]

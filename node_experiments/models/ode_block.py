@@ -6,22 +6,17 @@ This is the continuous-depth replacement of a stack of residual blocks (Chen et 
 system backwards in time (section 2), so the memory saved for backward does not grow with the number of solver
 steps; ``backprop``, through the solver's operations (the paper's RK-Net); ``checkpoint``, backprop's gradients
 recomputed one solver step at a time, for one saved state per step.
-
-``check_solver_config`` validates a ``solver`` config group before any training starts, with messages that name
-the config key, so that a bad value on the command line fails at once and not in the middle of the first batch.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError, retired_adjoint_setting
-from ..ode import GRADIENTS, METHODS, InvalidArgumentError, gradient_strategy, odeint_adjoint
+from ..ode import GRADIENTS, gradient_strategy, odeint_adjoint
 
 
 def _drop_unset(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -83,61 +78,3 @@ class ODEBlock(nn.Module):
     def extra_repr(self) -> str:
         return f"method={self.method}, rtol={self.rtol}, atol={self.atol}, gradient={self.gradient}"
 
-
-def check_solver_config(solver: Mapping[str, Any], key: str = "solver") -> None:
-    """Raise ``ConfigError`` naming ``key.<field>`` when the solver settings cannot work.
-
-    Checks the method name, the tolerances and the gradient strategy here, then lets the solver itself judge the
-    options by solving dy/dt = -y over [0, 1] once (and its adjoint once, when ``gradient`` is ``adjoint``): that
-    costs microseconds and catches every option the solver rejects, in the solver's own words.
-    """
-    method = solver.get("method")
-    if method not in METHODS:
-        raise ConfigError(
-            f"{key}.method={method!r} is not a solver method. Choose one of: {', '.join(sorted(METHODS))}."
-        )
-    for name in ("rtol", "atol"):
-        value = solver.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ConfigError(
-                f"{key}.{name}={value!r} is not a valid tolerance: it must be a finite number >= 0 "
-                f"(for example {key}.{name}=1e-3)."
-            )
-    if solver["rtol"] == 0 and solver["atol"] == 0:
-        raise ConfigError(f"{key}.rtol and {key}.atol are both 0: at least one must be positive (e.g. 1e-3).")
-    if "adjoint" in solver:
-        raise retired_adjoint_setting(solver["adjoint"], key)
-    gradient = solver.get("gradient")
-    if gradient not in GRADIENTS:
-        raise ConfigError(
-            f"{key}.gradient={gradient!r} is not a gradient strategy. Choose one of: {', '.join(GRADIENTS)} "
-            f"(adjoint: memory independent of the solver's steps; backprop: through the solver's operations; "
-            f"checkpoint: backprop's gradients for one saved state per step)."
-        )
-    _dry_run(solver, key)
-
-
-class _Decay(nn.Module):
-    """dy/dt = w * y with one parameter, so that the adjoint has a parameter gradient to compute."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.tensor(-1.0))
-
-    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.weight * y
-
-
-def _dry_run(solver: Mapping[str, Any], key: str) -> None:
-    """Solve dy/dt = -y once with these settings (and its adjoint) so the solver judges the options."""
-    settings = dict(method=solver["method"], rtol=solver["rtol"], atol=solver["atol"], options=solver.get("options"))
-    try:
-        ODEBlock(_Decay(), gradient="backprop", **settings)(torch.ones(1))
-    except InvalidArgumentError as error:
-        raise ConfigError(f"{key}.options: {error}") from None
-    if solver["gradient"] == "adjoint":
-        block = ODEBlock(_Decay(), gradient="adjoint", adjoint_options=solver.get("adjoint_options"), **settings)
-        try:
-            block(torch.ones(1)).sum().backward()
-        except InvalidArgumentError as error:
-            raise ConfigError(f"{key}.adjoint_options: {error}") from None
