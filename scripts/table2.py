@@ -13,11 +13,8 @@ continues where it stopped. The table (Markdown, mean +- std over the seeds, bes
 and written to ``<out>/table2.md``, with the noise level and the settings; ``<out>/figure8_n<N>.png`` sets both
 models side by side on the first test spirals of seed ``--seeds[0]`` (the paper's Figure 8).
 
-Gradients: the latent ODE runs with ``solver.adjoint=false`` here unless ``--adjoint`` is given. For this
-4-dimensional latent state observed at ~100 times per batch, the adjoint's backward solve restarts at every output
-time (~860 function evaluations per batch): measured on one CPU thread, 2.4 s per epoch against 0.29 s when
-backpropagating through the solver's operations, whose memory is negligible at this size. Both give the same
-gradients up to the solver's tolerance (tests/test_latent_ode.py). The experiment itself keeps the adjoint.
+Gradients: every cell runs with the experiment's own ``solver.gradient`` (checkpointed for the latent ODE; its
+config says why).
 """
 
 from __future__ import annotations
@@ -128,7 +125,7 @@ def table(found: dict[tuple[str, int], list[dict]], n_obs_values: list[int], out
         steps = int(setting("trainer.max_epochs")) * -(-train_spirals // int(setting("data.batch_size")))
     except ValueError:
         train_spirals, steps = "?", "?"
-    gradients = "adjoint" if setting("solver.adjoint") == "True" else "backpropagation through the solver"
+    gradients = f"solver.gradient={setting('solver.gradient')}"
     lines += [
         "",
         f"Predictive RMSE over the {setting('data.window')} extrapolation times of the {setting('data.test_size')} "
@@ -177,7 +174,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--collect", action="store_true", help="only collect the runs already there")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each uses trainer.num_threads threads)")
-    parser.add_argument("--adjoint", action="store_true", help="latent ODE gradients by the adjoint (slow on CPU)")
     parser.add_argument("overrides", nargs="*", help="more node-run overrides for every run (after --)")
     args = parser.parse_args()
     if args.jobs < 1:
@@ -190,10 +186,7 @@ def main() -> None:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each cell is its own node-run process
             cells_running = []
             for experiment, n_obs, seed in missing:
-                overrides = list(args.overrides)
-                if experiment == "spiral_latent_ode" and not args.adjoint:
-                    overrides.insert(0, "solver.adjoint=false")
-                cells_running.append(pool.submit(run_and_report, args.out, experiment, n_obs, seed, overrides))
+                cells_running.append(pool.submit(run_and_report, args.out, experiment, n_obs, seed, list(args.overrides)))
             for cell in cells_running:
                 cell.result()  # re-raises anything unexpected from a cell
 
