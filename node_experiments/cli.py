@@ -3,13 +3,15 @@
 Composes the Hydra config (``node_experiments/configs``), checks it, and hands it to the shared trainer, or, when
 the experiment picks a ``study`` group (a measurement of a trained model, ``node_experiments.studies``), to that
 study. A mistake the user can fix (no or unknown experiment, a bad config value, missing data, a checkpoint that
-is not there) ends with a one-paragraph message on stderr and a non-zero exit status, without a stack trace.
+is not there) ends with a one-paragraph message on stderr and a non-zero exit status, without a stack trace; so
+does a run that diverged or whose solve failed. A run stopped by a signal exits with 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import signal
 import sys
 from importlib.resources import files
 
@@ -96,9 +98,11 @@ def main() -> None:
         sys.exit(2)
     try:
         run()
-    except KeyboardInterrupt:
-        print("node-run: interrupted (the checkpoint written is named above).", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / a preemption signal (training.signals)
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+        print(f"node-run: stopped by {signal.Signals(signum).name} (the checkpoint written and how to continue are "
+              "named above).", file=sys.stderr)  # fmt: skip
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":

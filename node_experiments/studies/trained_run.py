@@ -57,12 +57,7 @@ class TrainedRun:
 def load_trained_run(location: str | Path, device: torch.device, key: str = "study.checkpoint") -> TrainedRun:
     """Rebuild the model saved at ``location`` (a run folder or a checkpoint file) on ``device``, in eval mode."""
     path = resolve_checkpoint(location, key=key)
-    checkpoint = load_checkpoint(path)
-    if not {"model", "config"} <= checkpoint.keys():
-        raise ConfigError(
-            f"{key}={str(location)!r}: {path} is not a checkpoint written by node-run (it lacks the model state or "
-            "the config). Give the folder of a node-run training run."
-        )
+    checkpoint = load_checkpoint(path, key=key, required=("model", "config"))
     config = checkpoint["config"]
     try:
         model = instantiate(config["model"], _convert_="all")
