@@ -107,7 +107,7 @@ def lock_holder(run_dir: Path) -> str | None:
     except (OSError, ValueError):
         return None  # no lock, or one cut short while it was written: nobody can be told to wait for it
     host = host.strip()
-    if host == socket.gethostname() and (pid == os.getpid() or not _alive(pid)):
+    if host == socket.gethostname() and not _alive(pid):
         return None
     return f"process {pid} on {host}"
 
