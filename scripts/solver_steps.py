@@ -4,8 +4,8 @@ A solve whose dynamics diverge or stiffen can take steps without end; ``solver.o
 and ``solver.adjoint_options.max_num_steps`` (the adjoint's backward solve) stop it. Each experiment sets them
 with a wide margin over what its trained model takes, so that a runaway fails in seconds and a healthy run never
 meets the bound. This script measures, for each trained run given, the steps (accepted + rejected) of the forward
-and backward solves over training batches, the time a step takes here, and so how long the configured budget
-lasts::
+and backward solves over training batches, the time a step takes here, and so how long the budget the experiment
+sets now (its config file; the run's own for an unknown experiment) lasts::
 
     python scripts/solver_steps.py outputs/cnf_two_moons/DATE/TIME outputs/spiral_latent_ode/DATE/TIME ...
     python scripts/solver_steps.py RUN --batches 20 --rtol 1e-5    # at another tolerance than the run's
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from node_experiments.ode import record_stats
 from node_experiments.ode.solve import DEFAULT_MAX_NUM_STEPS
@@ -54,11 +55,12 @@ def measure(run: Path, batches: int, overrides: dict[str, float]) -> dict[str, o
         seconds_per_step.append((time.perf_counter() - start) / max(forward_steps + backward_steps, 1))
         forward.append(forward_steps / max(stats.solves, 1))  # per solve: what max_num_steps bounds
         backward.append(backward_steps / max(stats.backward_solves, 1))
-    solver = trained.config["model"].get("solver", {})
+    experiment = _experiment(trained.checkpoint)
+    solver = _configured_solver(experiment) or trained.config["model"].get("solver", {})
     per_step = statistics.median(seconds_per_step)  # the batch's whole time (loss, backward) over its steps
     budget = ((solver.get("options") or {}).get("max_num_steps"), (solver.get("adjoint_options") or {}).get("max_num_steps"))
     return {
-        "run": run, "experiment": _experiment(trained.checkpoint),
+        "run": run, "experiment": experiment,
         "batches": len(forward), "forward": forward, "backward": backward, "budget": budget, "per_step": per_step,
     }  # fmt: skip
 
@@ -67,6 +69,18 @@ def _experiment(checkpoint: Path) -> str:
     """The experiment's name, from the summary.json beside the checkpoint's run folder ("?" without one)."""
     summary = checkpoint.parent.parent / SUMMARY_FILE
     return json.loads(summary.read_text(encoding="utf-8")).get("experiment", "?") if summary.is_file() else "?"
+
+
+def _configured_solver(experiment: str) -> dict:
+    """The experiment's ``solver`` settings as its config file sets them now (empty for an unknown experiment)."""
+    from hydra import compose, initialize_config_module
+
+    from node_experiments.cli import available_experiments
+
+    if experiment not in available_experiments():
+        return {}
+    with initialize_config_module("node_experiments.configs", version_base="1.3"):
+        return OmegaConf.to_container(compose("config", overrides=[f"experiment={experiment}"]).solver)
 
 
 class _settings:

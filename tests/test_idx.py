@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_node_run, tiny_overrides, write_tiny_mnist
+from conftest import write_tiny_mnist
 from node_experiments.data import load_image_dataset
 from node_experiments.errors import DataFormatError
 
@@ -56,10 +56,3 @@ def test_images_and_labels_of_different_counts(root: Path, tmp_path: Path) -> No
     with pytest.raises(DataFormatError, match="holds 64 images but .* holds 48 labels"):
         load(root)
 
-
-def test_node_run_names_a_damaged_idx_file_without_a_traceback(root: Path, tmp_path: Path) -> None:
-    labels = raw(root, "t10k-labels-idx1-ubyte")
-    labels.write_bytes(b"\x00\x00\x08\x02" + labels.read_bytes()[4:])
-    result = run_node_run(["experiment=mnist_mlp", *tiny_overrides(root, tmp_path / "run")])
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"node-run: {labels} is not an IDX file" in result.stderr
