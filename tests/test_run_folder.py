@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
 
 from conftest import compose, run_node_run, tiny_overrides
 from node_experiments.errors import RunFolderError
 from node_experiments.tasks import ClassificationTask
 from node_experiments.training import train
-from node_experiments.training.run_folder import LOCK_FILE
+from node_experiments.training.run_folder import LOCK_FILE, RunFolderCheck
 
 
 def mlp(data_root: Path, *overrides: str):
@@ -38,16 +40,35 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def test_a_finished_runs_folder_is_left_untouched(finished: Path, tiny_data_root: Path) -> None:
+def hydra_config(*overrides: str):
+    """A single run's composed config, with its ``hydra`` node, as Hydra's callbacks get it."""
+    with initialize_config_module("node_experiments.configs", version_base="1.3"):
+        return hydra_compose("config", overrides=["experiment=mnist_mlp", *overrides], return_hydra_config=True)
+
+
+def test_a_finished_runs_folder_is_left_untouched(
+    finished: Path, tiny_data_root: Path, capsys: pytest.CaptureFixture
+) -> None:
     before = snapshot(finished)
-    result = run_node_run(["experiment=mnist_mlp", *tiny_overrides(tiny_data_root, finished), "optimizer.lr=0.5"])
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"the run folder {finished} already holds the results of another run" in result.stderr
-    assert f"trainer.resume={finished}" in result.stderr
-    assert snapshot(finished) == before  # its config record, log, checkpoint and summary included
+    with pytest.raises(SystemExit):  # node-run's check, before Hydra writes its record into the folder
+        RunFolderCheck().on_run_start(hydra_config(f"hydra.run.dir={finished}"))
+    error = capsys.readouterr().err
+    assert f"node-run: the run folder {finished} already holds the results of another run" in error
+    assert f"trainer.resume={finished}" in error
     with pytest.raises(RunFolderError, match="summary.json, checkpoints/last.pt, metrics.jsonl"):
         train(mlp(tiny_data_root), finished)
     assert snapshot(finished) == before
+
+
+def test_resuming_in_place_with_other_settings_leaves_the_runs_record_untouched(
+    finished: Path, tiny_data_root: Path
+) -> None:
+    before = snapshot(finished)
+    result = run_node_run(["experiment=mnist_mlp", *tiny_overrides(tiny_data_root, finished), "model.hidden=16",
+                           f"trainer.resume={finished}", "optimizer.lr=0.5"])  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "optimizer.lr: 0.1 -> 0.5" in result.stderr and "trainer.resume_changes=apply" in result.stderr
+    assert snapshot(finished) == before  # .hydra/config.yaml still the finished run's
 
 
 def test_a_run_may_resume_in_its_own_folder(finished: Path, tiny_data_root: Path, tmp_path: Path) -> None:

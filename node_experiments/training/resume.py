@@ -67,6 +67,17 @@ def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> di
     return changes
 
 
+def check_changes(
+    checkpoint: Mapping[str, Any], current: Mapping[str, Any], path: Path, mode: str
+) -> dict[str, list[Any]]:
+    """The settings of ``current`` changed since ``checkpoint`` (read from ``path``) was written; a ``ConfigError``
+    listing them when ``mode`` refuses changes."""
+    changes = changed_settings(checkpoint["config"], current)
+    if changes and mode != "apply":
+        raise ConfigError(_refusal(path, changes, checkpoint["position"]["epoch"]))
+    return changes
+
+
 def restore(
     checkpoint: Mapping[str, Any],
     path: Path,
@@ -84,9 +95,7 @@ def restore(
     weights do not fit the model.
     """
     position = dict(checkpoint["position"])
-    changes = changed_settings(checkpoint["config"], config)
-    if changes and mode != "apply":
-        raise ConfigError(_refusal(path, changes, position["epoch"]))
+    changes = check_changes(checkpoint, config, path, mode)
     try:
         model.load_state_dict(checkpoint["model"])
         if any(key.startswith(("optimizer.", "scheduler.")) for key in changes):

@@ -10,13 +10,15 @@
   gone (killed with SIGKILL) is taken over; one from another host cannot be checked, so the message says when to
   delete it.
 
-``RunFolderCheck`` makes the same checks as a Hydra callback, before Hydra writes its ``.hydra/`` record of the
-config into the folder, so that a refused single run changes nothing there.
+``RunFolderCheck`` makes the same checks as a Hydra callback, with the resumption's (settings changed since the
+checkpoint, ``resume``), before Hydra writes its ``.hydra/`` record of the config into the folder, so that a refused
+single run changes nothing there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import socket
 import sys
@@ -25,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ..errors import RunFolderError
-from .checkpoint import CHECKPOINT_DIR, LAST
+from ..errors import RunError, RunFolderError
+from .checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint, resolve_checkpoint
+from .resume import check_changes, resume_changes_mode
 from .run_logger import METRICS_FILE, SUMMARY_FILE
 
 LOCK_FILE = "run.lock"
@@ -160,7 +163,9 @@ def _alive(pid: int) -> bool:
 
 
 class RunFolderCheck(Callback):
-    """Hydra callback: refuse a single run's folder (see ``folder_problem``) before Hydra writes into it."""
+    """Hydra callback: before Hydra writes its record of a single run's config into the run folder, refuse the folder
+    (``folder_problem``) and a resumption that changes settings (``resume.check_changes``), so that a refused run
+    leaves the folder, and the record of the run that wrote it, as they were."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(str(config.hydra.run.dir))
@@ -171,6 +176,21 @@ class RunFolderCheck(Callback):
             if problem:
                 raise RunFolderError(problem)
             check_writable(run_dir)
-        except RunFolderError as error:
+            if resume:
+                _check_resume(config, resume)
+        except RunError as error:
             print(f"node-run: {error}", file=sys.stderr)
             sys.exit(1)
+
+
+def _check_resume(config: DictConfig, resume: str) -> None:
+    """Refuse a resumption with changed settings now, as the trainer would later (it checks again)."""
+    task_config = copy.deepcopy(config)
+    with read_write(task_config), open_dict(task_config):
+        del task_config["hydra"]
+    try:
+        current = OmegaConf.to_container(task_config, resolve=True)
+    except Exception:  # an interpolation only the running job can resolve: the trainer's check will do
+        return
+    path = resolve_checkpoint(resume)
+    check_changes(load_checkpoint(path), current, path, resume_changes_mode(config.trainer))
