@@ -16,6 +16,7 @@ It prints a Markdown table: one row per run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from node_experiments.models import ODEBlock
 from node_experiments.ode import record_stats
 from node_experiments.ode.solve import DEFAULT_MAX_NUM_STEPS
 from node_experiments.studies.trained_run import load_trained_run, solver_settings
@@ -40,13 +42,15 @@ def measure(run: Path, batches: int, overrides: dict[str, float]) -> dict[str, o
     model = trained.model.train()
     task = trained.task(torch.device("cpu"))
     train_loader, _ = task.dataloaders(torch.Generator().manual_seed(0))
-    blocks = [module for module in model.modules() if hasattr(module, "adjoint_options")]
+    blocks = [module for module in model.modules() if isinstance(module, ODEBlock)]
     forward, backward, seconds_per_step = [], [], []
     for index, batch in enumerate(train_loader):
         if index == batches:
             break
         start = time.perf_counter()
-        with record_stats() as stats, _settings(blocks, overrides):
+        with record_stats() as stats, contextlib.ExitStack() as settings:
+            for block in blocks:
+                settings.enter_context(solver_settings(block, **overrides))
             loss, _ = task.training_step(model, to_device(batch, task.device))
             model.zero_grad(set_to_none=True)
             loss.backward()
@@ -81,21 +85,6 @@ def _configured_solver(experiment: str) -> dict:
         return {}
     with initialize_config_module("node_experiments.configs", version_base="1.3"):
         return OmegaConf.to_container(compose("config", overrides=[f"experiment={experiment}"]).solver)
-
-
-class _settings:
-    """Apply ``rtol``/``atol`` overrides to every ODE block while measuring."""
-
-    def __init__(self, blocks: list, overrides: dict[str, float]) -> None:
-        self.contexts = [solver_settings(block, **overrides) for block in blocks] if overrides else []
-
-    def __enter__(self) -> None:
-        for context in self.contexts:
-            context.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        for context in self.contexts:
-            context.__exit__(*exc)
 
 
 def row(result: dict[str, object]) -> list[str]:

@@ -4,7 +4,7 @@ Tags are grouped as ``train/*``, ``test/*``, ``nfe/*``, ``memory/*``, ``time/*``
 axis is the global step. ``metrics.jsonl`` holds one JSON object per epoch with the same names.
 
 Both files are strict JSON, which every parser reads: a NaN or infinite value is written as ``null``.
-``summary.json`` is written however a run ends; its ``status`` says how (``STATUSES``).
+``summary.json`` is written however a run ends; its ``status`` says how (see ``COMPLETED``).
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from torch.utils.tensorboard.summary import hparams
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+# summary.json's ``status`` when all epochs are done; the others: ``diverged`` and ``solver_failed`` (the
+# ``status`` of ``errors.TrainingStopped``'s subclasses), ``interrupted`` (Ctrl-C, SIGTERM, a preemption signal:
+# a checkpoint holds the position reached) and ``failed`` (any other error).
 COMPLETED = "completed"
-# How a run can end, as summary.json's ``status`` says: all its epochs done; a NaN or infinity in the loss, the
-# gradients or the weights; a solve that could not finish; stopped by Ctrl-C, SIGTERM or a preemption signal
-# (a checkpoint holds the position reached); any other error.
-STATUSES = (COMPLETED, "diverged", "solver_failed", "interrupted", "failed")
 
 
 def finished_runs(paths: list[Path]) -> list[tuple[Path, dict]]:

@@ -358,7 +358,7 @@ def _summary(
 
 
 def _outcome(error: BaseException | None) -> dict[str, Any]:
-    """summary.json's ``status`` (see ``run_logger.STATUSES``), with the message of a run that did not complete."""
+    """summary.json's ``status`` (see ``run_logger.COMPLETED``), with the message of a run that did not complete."""
     if error is None:
         return {"status": COMPLETED}
     if isinstance(error, Interrupted):
