@@ -5,12 +5,14 @@ value of it (``validation``), and hands it to the shared trainer, or, when the e
 (a measurement of a trained model, ``node_experiments.studies``), to that study. A mistake the user can fix (no
 or unknown experiment or key, a bad config value, missing data, a checkpoint that is not there) ends with a
 one-paragraph message on stderr and a non-zero exit status, without a stack trace; in a sweep it fails that job
-alone, and node-run names the failed jobs at the end (``sweeps``).
+alone, and node-run names the failed jobs at the end (``sweeps``). A run that diverged or whose solve failed ends
+the same way; a run stopped by a signal exits with 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import hydra
@@ -79,9 +81,11 @@ def main() -> None:
     sys.argv[1:] = hydra_arguments(argv)
     try:
         run()
-    except KeyboardInterrupt:
-        print("node-run: interrupted (the checkpoint written is named above).", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / a preemption signal (training.signals)
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+        print(f"node-run: stopped by {signal.Signals(signum).name} (the checkpoint written and how to continue are "
+              "named above).", file=sys.stderr)  # fmt: skip
+        sys.exit(128 + signum)
     except SystemExit:  # how Hydra ends after printing an error: in a sweep, the first failed job's
         _exit_if_jobs_failed()
         raise

@@ -198,6 +198,7 @@ TRAINER: Schema = {
     "progress_bar": flag("whether to show a progress bar"),
     "checkpoint": flag("whether to write checkpoints"),
     "resume": text("the run folder or checkpoint to continue from", "outputs/mnist_odenet/DATE/TIME", optional=True),
+    "resume_changes": one_of("what resuming with other settings does", ("refuse", "apply")),
 }
 
 LOGGER: Schema = {
@@ -527,7 +528,8 @@ def _check_model(config: Config, task_models: Sequence[str]) -> None:
     if solves and ("solver" not in model or "solver" not in config):
         raise ConfigError(
             f"model._target_={show(target)} solves an ODE but the config has no solver settings: its model config "
-            "adds the solver group (defaults: - /solver@_global_.solver: dopri5) and passes solver: ${solver}."
+            "adds the solver group (defaults: - /solver@solver: dopri5, as configs/model/odenet.yaml does) and passes "
+            "solver: ${solver}."
         )
     if not solves and "solver" in config:
         raise ConfigError(

@@ -8,8 +8,9 @@
 
 The grid is both experiments (``spiral_rnn``, ``spiral_latent_ode``) x ``data.n_obs`` in {30, 50, 100} x seeds
 (``trainer.seed``, which also draws a new data set). Each cell is one ``node-run`` into
-``<out>/<experiment>/n<N>_seed<S>``; a cell whose ``summary.json`` exists is not run again, so an interrupted grid
-continues where it stopped. The table (Markdown, mean +- std over the seeds, beside the paper's values) is printed
+``<out>/<experiment>/n<N>_seed<S>``; a cell whose ``summary.json`` exists is not run again, unless its run was
+interrupted (``status``), when it resumes from its checkpoint: an interrupted grid continues where it stopped. The
+table counts completed runs only. The table (Markdown, mean +- std over the seeds, beside the paper's values) is printed
 and written to ``<out>/table2.md``, with the noise level and the settings; ``<out>/figure8_n<N>.png`` sets both
 models side by side on the first test spirals of seed ``--seeds[0]`` (the paper's Figure 8).
 
@@ -47,9 +48,10 @@ def run_cell(out: Path, experiment: str, n_obs: int, seed: int, overrides: list[
     folder = run_dir(out, experiment, n_obs, seed)
     folder.mkdir(parents=True, exist_ok=True)
     node_run = Path(sys.executable).parent / "node-run"
+    resume = [f"trainer.resume={folder}"] if (folder / "checkpoints" / "last.pt").is_file() else []
     command = [
         str(node_run), f"experiment={experiment}", f"data.n_obs={n_obs}", f"trainer.seed={seed}",
-        "trainer.progress_bar=false", *overrides, f"hydra.run.dir={folder}",
+        "trainer.progress_bar=false", *overrides, *resume, f"hydra.run.dir={folder}",
     ]
     start = time.perf_counter()
     with open(folder / "node-run.out", "w", encoding="utf-8") as log:
@@ -72,15 +74,24 @@ def run_and_report(out: Path, experiment: str, n_obs: int, seed: int, overrides:
     print(f"{experiment} n_obs={n_obs} seed={seed}: {METRIC} {summary[METRIC]:.4f} ({elapsed:.0f} s)", flush=True)
 
 
+def needs_run(folder: Path) -> bool:
+    """Whether a cell is still to run: it has no summary.json, or its run was interrupted (it then resumes)."""
+    summary = folder / "summary.json"
+    return not summary.exists() or json.loads(summary.read_text(encoding="utf-8")).get("status") == "interrupted"
+
+
 def collect(out: Path, n_obs_values: list[int], seeds: list[int]) -> dict[tuple[str, int], list[dict]]:
-    """The summaries of the grid's runs that exist, by (experiment, n_obs)."""
+    """The summaries of the grid's completed runs, by (experiment, n_obs)."""
+    from node_experiments.training.run_logger import is_completed
+
     found: dict[tuple[str, int], list[dict]] = {}
     for experiment in EXPERIMENTS:
         for n_obs in n_obs_values:
             for seed in seeds:
                 path = run_dir(out, experiment, n_obs, seed) / "summary.json"
-                if path.exists():
-                    found.setdefault((experiment, n_obs), []).append(json.loads(path.read_text(encoding="utf-8")))
+                summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+                if summary and is_completed(summary):
+                    found.setdefault((experiment, n_obs), []).append(summary)
     return found
 
 
@@ -182,7 +193,7 @@ def main() -> None:
     start = time.perf_counter()
     if not args.collect:
         cells = [(e, n, s) for n in args.n_obs for s in args.seeds for e in EXPERIMENTS]
-        missing = [cell for cell in cells if not (run_dir(args.out, *cell) / "summary.json").exists()]
+        missing = [cell for cell in cells if needs_run(run_dir(args.out, *cell))]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each cell is its own node-run process
             cells_running = []
             for experiment, n_obs, seed in missing:

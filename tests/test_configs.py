@@ -122,12 +122,12 @@ def test_experiment_is_required() -> None:
 
 
 @pytest.mark.parametrize(
-    "launcher, target",
-    [("joblib", "hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
-     ("slurm", "hydra_submitit_launcher.submitit_launcher.SlurmLauncher")],
+    "launcher, plugin, target",
+    [("joblib", "hydra_joblib_launcher", "hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+     ("slurm", "hydra_submitit_launcher", "node_experiments.cluster.SlurmLauncher")],
 )  # fmt: skip
-def test_sweep_launchers_compose(launcher: str, target: str) -> None:
-    pytest.importorskip(f"hydra_plugins.{target.split('.')[0]}", reason="the `cluster` extra is not installed")
+def test_sweep_launchers_compose(launcher: str, plugin: str, target: str) -> None:
+    pytest.importorskip(f"hydra_plugins.{plugin}", reason="the `cluster` extra is not installed")
     with initialize_config_module("node_experiments.configs", version_base="1.3"):
         cfg = hydra_compose(
             "config", overrides=["experiment=mnist_mlp", f"hydra/launcher={launcher}"], return_hydra_config=True

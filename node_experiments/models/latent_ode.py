@@ -63,7 +63,9 @@ class RecognitionRNN(nn.Module):
         inputs = torch.cat([observations, time_gaps(obs_times)[..., None]], dim=-1)
         _, last = self.rnn(inputs.flip(1))
         mean, log_variance = self.out(last[0]).chunk(2, dim=-1)
-        return Normal(mean, torch.exp(0.5 * log_variance))
+        # Unvalidated: weights that diverged give a non-finite loss, which the trainer reports as a divergence,
+        # rather than a ValueError from inside torch.distributions.
+        return Normal(mean, torch.exp(0.5 * log_variance), validate_args=False)
 
 
 class LatentDynamics(nn.Module):

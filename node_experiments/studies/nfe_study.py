@@ -145,7 +145,7 @@ def fit_through_origin(x: Sequence[float], y: Sequence[float]) -> float:
 def evaluation_batches(data: Mapping[str, Any], batch_size: int, num_batches: int, device: torch.device) -> list[Batch]:
     """The first ``num_batches`` batches of the test split of the ``data`` group's data set, unaugmented."""
     dataset = load_image_dataset(data["dataset"], data["root"], train=False, download=data["download"],
-                                 transform=transforms.ToTensor())  # fmt: skip
+                                 transform=transforms.ToTensor(), num_classes=data["num_classes"])  # fmt: skip
     subset = Subset(dataset, range(min(len(dataset), batch_size * num_batches)))
     return [(images.to(device), labels.to(device)) for images, labels in DataLoader(subset, batch_size=batch_size)]
 

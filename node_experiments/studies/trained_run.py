@@ -65,12 +65,7 @@ def _with_gradient_setting(config: dict[str, Any]) -> dict[str, Any]:
 def load_trained_run(location: str | Path, device: torch.device, key: str = "study.checkpoint") -> TrainedRun:
     """Rebuild the model saved at ``location`` (a run folder or a checkpoint file) on ``device``, in eval mode."""
     path = resolve_checkpoint(location, key=key)
-    checkpoint = load_checkpoint(path)
-    if not {"model", "config"} <= checkpoint.keys():
-        raise ConfigError(
-            f"{key}={str(location)!r}: {path} is not a checkpoint written by node-run (it lacks the model state or "
-            "the config). Give the folder of a node-run training run."
-        )
+    checkpoint = load_checkpoint(path, key=key, required=("model", "config"))
     config = _with_gradient_setting(checkpoint["config"])
     try:
         model = instantiate(config["model"], _convert_="all")
