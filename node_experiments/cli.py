@@ -1,104 +1,102 @@
 """``node-run experiment=NAME [key=value ...]``: the command-line entry point, and nothing else.
 
-Composes the Hydra config (``node_experiments/configs``), checks it, and hands it to the shared trainer, or, when
-the experiment picks a ``study`` group (a measurement of a trained model, ``node_experiments.studies``), to that
-study. A mistake the user can fix (no or unknown experiment, a bad config value, missing data, a checkpoint that
-is not there) ends with a one-paragraph message on stderr and a non-zero exit status, without a stack trace.
+Checks the command line (``command_line``), composes the Hydra config (``node_experiments/configs``), checks every
+value of it (``validation``), and hands it to the shared trainer, or, when the experiment picks a ``study`` group
+(a measurement of a trained model, ``node_experiments.studies``), to that study. A mistake the user can fix (no
+or unknown experiment or key, a bad config value, missing data, a checkpoint that is not there) ends with a
+one-paragraph message on stderr and a non-zero exit status, without a stack trace; in a sweep it fails that job
+alone, and node-run names the failed jobs at the end (``sweeps``). A run that diverged or whose solve failed ends
+the same way; a run stopped by a signal exits with 128 + the signal's number.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
+import logging
+import signal
 import sys
-from importlib.resources import files
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .command_line import CONFIG_PACKAGE, command_line_problem, hydra_arguments
 from .errors import RunError
+from .sweeps import JobFailed, failed_jobs_report
 
-CONFIG_PACKAGE = "node_experiments.configs"
-USAGE = "usage: node-run experiment=NAME [key=value ...]    (node-run -m experiment=A,B ... for a sweep)"
-# Flags after which Hydra prints information instead of running, and ways to add configs we cannot list here.
-_NO_CHECK_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc"}
-_OTHER_CONFIG_SOURCES = ("--config-dir", "-cd", "--config-path", "-cp", "hydra.searchpath")
-
-
-def available_experiments() -> list[str]:
-    """The experiments there are: the files of the ``experiment`` config group."""
-    folder = files(CONFIG_PACKAGE).joinpath("experiment")
-    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
-
-
-def experiment_problem(args: list[str]) -> str | None:
-    """A message when the command line names no experiment or one that does not exist; None when it is fine.
-
-    Only plain names (``experiment=a`` or a sweep ``experiment=a,b``) are checked; anything fancier (Hydra's
-    ``glob(...)``, extra config folders, ``--help``) is left to Hydra, which reports its own errors.
-    """
-    if _NO_CHECK_FLAGS.intersection(args) or any(arg.startswith(_OTHER_CONFIG_SOURCES) for arg in args):
-        return None
-    experiments = available_experiments()
-    listing = "The experiments are: " + ", ".join(experiments) + "."
-    values = [arg.split("=", 1)[1] for arg in args if "=" in arg and arg.split("=", 1)[0].lstrip("+~") == "experiment"]
-    if not values:
-        return f"node-run: no experiment given. {listing}\n{USAGE}"
-    for value in values:
-        if not re.fullmatch(r"[\w\-]+(,[\w\-]+)*", value):
-            continue
-        for name in value.split(","):
-            if name not in experiments:
-                close = difflib.get_close_matches(name, experiments, n=1)
-                hint = f" Did you mean experiment={close[0]}?" if close else ""
-                return f"node-run: unknown experiment {name!r}.{hint} {listing}\n{USAGE}"
-    return None
+log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config")
 def run(cfg: DictConfig) -> None:
     """One run: validate the settings, then train (or run the experiment's study); its folder is Hydra's output
     directory."""
-    # Imported here, not at the top, so that a command line without a valid experiment is answered at once,
-    # before torch loads.
-    from .models import check_solver_config
-    from .ode import SolverError
-    from .studies import run_study
-    from .training import train
+    from .validation import validate  # torch loads only after the plain checks (seconds on a busy machine)
 
     hydra_config = HydraConfig.get()
-    choices = hydra_config.runtime.choices
-    labels = {
-        "experiment": choices.get("experiment"),
-        **{group: choices.get(group) for group in ("task", "model", "data") if group in choices},
-        "run_dir": hydra_config.runtime.output_dir,
-    }
-    if "solver" in cfg.get("model", {}):  # the settings the model solves with, overrides included
-        labels["solver"] = OmegaConf.to_container(cfg.solver, resolve=True)
+    in_sweep = hydra_config.mode == RunMode.MULTIRUN
     try:
-        if "solver" in cfg:
-            check_solver_config(cfg.solver)
+        validate(cfg)
+        from .studies import run_study
+        from .training import train
+
+        choices = hydra_config.runtime.choices
+        labels = {
+            "experiment": choices.get("experiment"),
+            **{group: choices.get(group) for group in ("task", "model", "data") if group in choices},
+            "run_dir": hydra_config.runtime.output_dir,
+        }
+        if "solver" in cfg.get("model", {}):  # the settings the model solves with, overrides included
+            labels["solver"] = OmegaConf.to_container(cfg.solver, resolve=True)
         if "study" in cfg:
             run_study(cfg, hydra_config.runtime.output_dir, labels)
         else:
             train(cfg, hydra_config.runtime.output_dir, labels)
-    except (RunError, SolverError) as error:
-        print(f"node-run: {error}", file=sys.stderr)
-        sys.exit(1)
+    except Exception as error:
+        if not _user_mistake(error):
+            if in_sweep:  # the job fails alone; its log keeps the trace
+                log.exception("node-run: this job failed:")
+            raise
+        if not in_sweep:
+            print(f"node-run: {error}", file=sys.stderr)
+            sys.exit(1)
+        log.error("node-run: %s", error)
+        raise JobFailed(f"node-run: {error}") from None
+
+
+def _user_mistake(error: BaseException) -> bool:
+    """A ``RunError``, or one of the solver's ``SolverError``s (found through the loaded solver: importing it here
+    would load torch before the config is checked)."""
+    solver = sys.modules.get("node_experiments.ode")
+    return isinstance(error, RunError) or (solver is not None and isinstance(error, solver.SolverError))
 
 
 def main() -> None:
     """The ``node-run`` console script."""
-    problem = experiment_problem(sys.argv[1:])
+    argv = sys.argv[1:]
+    problem = command_line_problem(argv)
     if problem:
         print(problem, file=sys.stderr)
         sys.exit(2)
+    sys.argv[1:] = hydra_arguments(argv)
     try:
         run()
-    except KeyboardInterrupt:
-        print("node-run: interrupted (the checkpoint written is named above).", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / a preemption signal (training.signals)
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+        print(f"node-run: stopped by {signal.Signals(signum).name} (the checkpoint written and how to continue are "
+              "named above).", file=sys.stderr)  # fmt: skip
+        sys.exit(128 + signum)
+    except SystemExit:  # how Hydra ends after printing an error: in a sweep, the first failed job's
+        _exit_if_jobs_failed()
+        raise
+    _exit_if_jobs_failed()
+
+
+def _exit_if_jobs_failed() -> None:
+    report = failed_jobs_report()
+    if report:
+        print(report, file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

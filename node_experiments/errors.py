@@ -1,8 +1,9 @@
 """User-facing errors of the experiment runner.
 
-A ``RunError`` is a mistake the user can fix (a bad config value, missing data, a checkpoint that is not there).
-``node-run`` prints its message alone, without a stack trace, and exits non-zero; so every message names the
-value, what is wrong with it and the fix, in one paragraph.
+A ``RunError`` is a mistake the user can fix (a bad config value, missing data, a checkpoint that is not there),
+or a run that stopped for a reason the user must act on (it diverged, a solve could not finish). ``node-run``
+prints its message alone, without a stack trace, and exits non-zero; so every message names the value, what is
+wrong with it and the fix, in one paragraph.
 """
 
 
@@ -16,3 +17,44 @@ class ConfigError(RunError, ValueError):
 
 class DataNotFoundError(RunError, FileNotFoundError):
     """A data set is missing on disk and could not be downloaded."""
+
+
+class DataFormatError(RunError, ValueError):
+    """A data file is there but damaged or of another format (a bad IDX header, a label out of range)."""
+
+
+class CheckpointError(ConfigError):
+    """The checkpoint a config key points at cannot be read (empty, truncated, or not a checkpoint of node-run)."""
+
+
+class RunFolderError(RunError):
+    """The run folder cannot be used: not writable, held by a live run, or holding another run's results."""
+
+
+class TrainingStopped(RunError):
+    """Training stopped before its last epoch for a reason the message gives; ``status`` goes into summary.json."""
+
+    status = "failed"
+
+
+class DivergedError(TrainingStopped):
+    """A loss, gradient or weight became NaN or infinite; the step that produced it was not checkpointed."""
+
+    status = "diverged"
+
+
+class SolveFailedError(TrainingStopped):
+    """A solve of the model's ODE could not finish (step budget spent, step size underflow, non-finite field)."""
+
+    status = "solver_failed"
+
+
+def retired_adjoint_setting(value: object, key: str = "solver") -> ConfigError:
+    """The error for ``solver.adjoint``, the boolean of earlier versions: ``solver.gradient`` names the strategy."""
+    setting = f"{key}.adjoint" if value is None else f"{key}.adjoint={value}"
+    return ConfigError(
+        f"{setting} is no longer a setting: how gradients are computed is chosen by "
+        f"{key}.gradient=adjoint|backprop|checkpoint ({key}.adjoint=true was {key}.gradient=adjoint, false was "
+        f"{key}.gradient=backprop; checkpoint gives backprop's gradients for one state per solver step of memory). "
+        f"Replace it with {key}.gradient=NAME."
+    )

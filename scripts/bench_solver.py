@@ -1,17 +1,24 @@
 """Benchmark the project's solver against torchdiffeq, in one process, interleaved, median of several runs.
 
-    python scripts/bench_solver.py [--repeats 5] [--only loop,batched,compute,memory]
+    python scripts/bench_solver.py [--repeats 5] [--only loop,batched,compute,memory,latent,precision]
 
-Prints one Markdown table. Cases (see the solver issue for the targets):
+Prints one Markdown table per case. Cases (see the solver issues for the targets):
 
 1. loop-bound: the cubic spiral dy/dt = (y**3) @ A, 1000 output times on [0, 25], dopri5, rtol 1e-7, atol 1e-9,
    in float64;
    wall time, NFE and the max error against scipy's DOP853 at rtol 1e-12;
 2. batched: Van der Pol (mu = 2), a batch of 256 states, rtol = atol = 1e-5, 200 output times on [0, 10];
 3. compute-bound: the MNIST ODE-Net block (64 channels, 6x6, batch 128), t in [0, 1], tol 1e-3, forward and
-   adjoint backward, without and with the seminorm;
-4. memory: bytes saved for backward by ``odeint`` (direct backprop) and ``odeint_adjoint`` at rtol 1e-3, 1e-5,
-   1e-7 on a small neural vector field (counted with ``torch.autograd.graph.saved_tensors_hooks``).
+   backward with each gradient strategy (adjoint, adjoint with the seminorm, backprop, checkpoint) and
+   torchdiffeq's ``odeint_adjoint`` (with and without the seminorm) and ``odeint``: time, NFE, bytes saved for
+   backward;
+4. memory: bytes saved for backward by each strategy at rtol 1e-3, 1e-5, 1e-7 on a small neural vector field
+   (counted with ``torch.autograd.graph.saved_tensors_hooks``);
+5. latent ODE: one training step (loss and backward) of the project's latent ODE at its default sizes and
+   solver settings (``experiment=spiral_latent_ode``), on a batch of 100 spirals solved on the union of their
+   irregular times (100 output times), for each strategy and torchdiffeq's two: time per step, NFE;
+6. precision: work against error of the low-order adaptive methods (and dopri5 for reference) beside
+   torchdiffeq's, over tolerances 1e-3 .. 1e-7, on the cubic spiral (float64).
 
 Both libraries get the same vector-field module and the same inputs; a counting wrapper measures NFE the same
 way for both. torchdiffeq is optional (``pip install -e '.[bench]'``); without it the script prints our figures
@@ -30,7 +37,7 @@ import torch
 from torch import nn
 
 from node_experiments.models.mnist import ConvODEFunc
-from node_experiments.ode import odeint, odeint_adjoint
+from node_experiments.ode import odeint, odeint_adjoint, odeint_checkpoint, record_stats
 from node_experiments.training.meters import SavedTensorBytes
 
 try:
@@ -149,40 +156,70 @@ def batched(repeats: int) -> list[dict]:
     return rows
 
 
+def strategies() -> list[tuple[str, str, Callable, dict]]:
+    """(label, library, solve function, extra keywords) for every way to gradients this script compares."""
+    rows = [
+        ("adjoint", "node-experiments", odeint_adjoint, {}),
+        ("adjoint + seminorm", "node-experiments", odeint_adjoint, {"adjoint_options": {"norm": "seminorm"}}),
+        ("backprop", "node-experiments", odeint, {}),
+        ("checkpoint", "node-experiments", odeint_checkpoint, {}),
+    ]
+    if torchdiffeq is not None:
+        rows += [
+            ("odeint_adjoint", "torchdiffeq", torchdiffeq.odeint_adjoint, {}),
+            ("odeint_adjoint + seminorm", "torchdiffeq", torchdiffeq.odeint_adjoint,
+             {"adjoint_options": {"norm": "seminorm"}}),
+            ("odeint", "torchdiffeq", torchdiffeq.odeint, {}),
+        ]  # fmt: skip
+    return rows
+
+
+def forward_backward(field: Counted, run_forward: Callable[[], torch.Tensor]) -> Callable[[], tuple[int, int]]:
+    """A step that runs ``run_forward`` and backpropagates its result; returns the (forward, backward) NFE."""
+
+    def step() -> tuple[int, int]:
+        field.calls = 0
+        loss = run_forward()
+        forward_calls = field.calls
+        loss.backward()
+        return forward_calls, field.calls - forward_calls
+
+    return step
+
+
+def saved_bytes(run_forward: Callable[[], torch.Tensor], params) -> int:
+    """Bytes the forward pass saves for backward (each storage once, parameters excluded)."""
+    with SavedTensorBytes(exclude=params) as saved:
+        loss = run_forward()
+    loss.backward()
+    return saved.bytes
+
+
 def compute_bound(repeats: int) -> list[dict]:
     torch.manual_seed(0)
     field = Counted(ConvODEFunc(64))
     x = torch.randn(128, 64, 6, 6)
     t = torch.tensor([0.0, 1.0])
-    calls: dict[str, tuple[int, int]] = {}
+    forwards, steps = {}, {}
+    for label, library, solve, extra in strategies():
 
-    def case(name, adjoint_fn, seminorm):
-        options = {"norm": "seminorm"} if seminorm else {}
-
-        def run():
+        def run_forward(solve=solve, extra=extra):
             field.zero_grad(set_to_none=True)
-            h = x.clone().requires_grad_(True)
-            field.calls = 0
-            out = adjoint_fn(field, h, t, rtol=1e-3, atol=1e-3, method="dopri5", adjoint_options=options)
-            forward_calls = field.calls
-            out[-1].square().mean().backward()
-            calls[key] = (forward_calls, field.calls - forward_calls)
+            return solve(field, x.clone().requires_grad_(True), t, rtol=1e-3, atol=1e-3, method="dopri5", **extra)[
+                -1
+            ].square().mean()
 
-        key = f"{name}{' + seminorm' if seminorm else ''}"
-        return key, run
-
-    cases = dict(case(name, adj, semi) for semi in (False, True) for name, _, adj in libraries())
-    times = interleaved(cases, repeats)
+        forwards[(label, library)] = run_forward
+        steps[(label, library)] = forward_backward(field, run_forward)
+    times = interleaved(steps, repeats)
     rows = []
-    for key in cases:
-        library, _, variant = key.partition(" + ")
-        nfe_f, nfe_b = calls[key]
-        rows.append(
-            dict(
-                case=f"3. compute-bound: ODE-Net block, adjoint{' + seminorm' if variant else ''}",
-                library=library, time_s=times[key], nfe=f"{nfe_f} fwd / {nfe_b} bwd",
-            )
-        )  # fmt: skip
+    for key, step in steps.items():
+        nfe_f, nfe_b = step()
+        rows.append(dict(
+            case="3. compute-bound: ODE-Net block, forward + backward", library=key[1], gradient=key[0],
+            time_s=times[key], nfe=f"{nfe_f} fwd / {nfe_b} bwd",
+            saved_bytes=saved_bytes(forwards[key], list(field.parameters())),
+        ))  # fmt: skip
     return rows
 
 
@@ -193,48 +230,139 @@ def memory() -> list[dict]:
     t = torch.tensor([0.0, 5.0])
     rows = []
     params = list(field.parameters())
-    for label, fn in (("odeint (direct backprop)", odeint), ("odeint_adjoint", odeint_adjoint)):
+    for label, solve in (("backprop", odeint), ("adjoint", odeint_adjoint), ("checkpoint", odeint_checkpoint)):
         for rtol in (1e-3, 1e-5, 1e-7):
             counted = Counted(field)
             with SavedTensorBytes(exclude=params) as saved:
-                fn(counted, y0.clone().requires_grad_(True), t, rtol=rtol, atol=rtol * 1e-2, method="dopri5")
-            rows.append(
-                dict(case=f"4. memory: {label}", library="node-experiments", rtol=rtol, nfe=counted.calls, saved_bytes=saved.bytes)
-            )
+                solve(counted, y0.clone().requires_grad_(True), t, rtol=rtol, atol=rtol * 1e-2, method="dopri5")
+            rows.append(dict(
+                case="4. memory: 2-64-2 tanh field x 256, t in [0, 5]", library="node-experiments", gradient=label,
+                rtol=rtol, nfe=counted.calls, saved_bytes=saved.bytes,
+            ))  # fmt: skip
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    columns = ["case", "library", "rtol", "time_s", "nfe", "max_error", "saved_bytes"]
-    columns = [c for c in columns if any(c in row for row in rows)]
+def latent_ode(repeats: int) -> list[dict]:
+    """One training step of the latent ODE (``experiment=spiral_latent_ode``'s model and solver) on 100 spirals."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from node_experiments.data.spirals import make_spirals
+    from node_experiments.models.latent_ode import LatentODE
+
+    with initialize_config_module("node_experiments.configs", version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=spiral_latent_ode"])
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    solver = model_cfg.pop("solver")
+    model_cfg.pop("_target_")
+    spirals = make_spirals(n_spirals=100, n_obs=cfg.data.n_obs, window=cfg.data.window, seed=0)
+    observations, obs_times = spirals.observations, spirals.obs_times
+    torch.manual_seed(0)
+    model = LatentODE(**model_cfg, solver=solver)
+    block = model.ode
+    block.func = field = Counted(block.func)
+    settings = dict(rtol=block.rtol, atol=block.atol, method=block.method)
+
+    steps = {}
+    for label, library, solve, extra in strategies():
+        if "seminorm" in label:
+            continue
+
+        def trajectory(h, t, solve=solve, extra=extra):  # ODEBlock.trajectory, solved by this strategy
+            return solve(block.func, h, t, **settings, **extra)
+
+        def run_forward(trajectory=trajectory):
+            model.zero_grad(set_to_none=True)
+            block.trajectory = trajectory
+            torch.manual_seed(1)  # the same posterior sample every time
+            return model.loss(observations, obs_times)[0]
+
+        steps[(label, library)] = forward_backward(field, run_forward)
+    times = interleaved(steps, repeats)
+    union = torch.unique(obs_times)
+    outputs = len(union) + int(union[0] > 0)  # the solve starts at t = 0
+    rows = []
+    for key, step in steps.items():
+        nfe_f, nfe_b = step()
+        rows.append(dict(
+            case=f"5. latent ODE training step: batch 100, {outputs} output times",
+            library=key[1], gradient=key[0], time_s=times[key], nfe=f"{nfe_f} fwd / {nfe_b} bwd",
+        ))  # fmt: skip
+    return rows
+
+
+def precision() -> list[dict]:
+    """NFE and max error against tolerance: does a tolerance buy the same accuracy for the same work?"""
+    field = Counted(CubicSpiral()).double()
+    y0 = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
+    t = torch.linspace(0.0, 10.0, 50, dtype=torch.float64)
+    A = field.func.A.double().numpy()
+    reference = scipy_reference(lambda y: (y**3) @ A, y0.numpy()[0], t.numpy())
+    rows = []
+    for method in ("adaptive_heun", "fehlberg2", "bosh3", "dopri5"):
+        for tol in (1e-3, 1e-4, 1e-5, 1e-6, 1e-7):
+            for library, solve, _ in libraries():
+                field.calls = 0
+                with record_stats() as stats:
+                    ys = solve(field, y0, t, rtol=tol, atol=tol, method=method)
+                rows.append(dict(
+                    case=f"6. precision: {method}, cubic spiral (float64)", library=library, rtol=tol,
+                    nfe=field.calls, steps=stats.accepted_steps + stats.rejected_steps if library == "node-experiments" else None,
+                    max_error=float(np.abs(ys[:, 0].numpy() - reference).max()),
+                ))  # fmt: skip
+    return rows
+
+
+def print_tables(rows: list[dict]) -> None:
+    """One Markdown table per case (the text before the case's colon names it)."""
+    columns = ["library", "gradient", "rtol", "time_s", "nfe", "steps", "max_error", "saved_bytes"]
 
     def fmt(value):
         if isinstance(value, float):
             return f"{value:.3g}" if value < 1e-2 or value >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
+        if isinstance(value, int) and value >= 10_000:
+            return f"{value:,}"
         return "" if value is None else str(value)
 
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
+    for case in dict.fromkeys(row["case"] for row in rows):
+        group = [row for row in rows if row["case"] == case]
+        shown = [c for c in columns if any(row.get(c) is not None for row in group)]
+        print(f"\n{case}\n")
+        print("| " + " | ".join(shown) + " |")
+        print("|" + "---|" * len(shown))
+        for row in group:
+            print("| " + " | ".join(fmt(row.get(c)) for c in shown) + " |")
 
 
 def ratios(rows: list[dict]) -> None:
-    """Print our speed-up over torchdiffeq for each timed case."""
+    """Our speed-up over torchdiffeq where both ran alone, and the ratios the gradient strategies are held to."""
     by_case: dict[str, dict[str, dict]] = {}
     for row in rows:
-        if "time_s" in row:
+        if "time_s" in row and "gradient" not in row:
             by_case.setdefault(row["case"], {})[row["library"]] = row
     for case, libs in by_case.items():
         if "torchdiffeq" in libs:
             speedup = libs["torchdiffeq"]["time_s"] / libs["node-experiments"]["time_s"]
             print(f"- {case}: {speedup:.2f}x faster than torchdiffeq")
+    strategy = {(row["case"][:2], row["gradient"]): row for row in rows if "gradient" in row}
+    ode_net = {g: r for (c, g), r in strategy.items() if c == "3."}
+    if {"checkpoint", "adjoint", "backprop"} <= ode_net.keys():
+        check, adj, back = ode_net["checkpoint"], ode_net["adjoint"], ode_net["backprop"]
+        print(f"- ODE-Net block, checkpoint: saved bytes {check['saved_bytes'] / adj['saved_bytes']:.2f}x the "
+              f"adjoint's and {check['saved_bytes'] / back['saved_bytes']:.3f}x backprop's; time "
+              f"{check['time_s'] / adj['time_s']:.2f}x the adjoint's")  # fmt: skip
+    latent = {g: r for (c, g), r in strategy.items() if c == "5."}
+    if {"checkpoint", "backprop"} <= latent.keys():
+        line = f"- latent ODE, checkpoint: time per step {latent['checkpoint']['time_s'] / latent['backprop']['time_s']:.2f}x backprop's"
+        if "odeint_adjoint" in latent:
+            line += f", {latent['checkpoint']['time_s'] / latent['odeint_adjoint']['time_s']:.2f}x torchdiffeq's odeint_adjoint's"
+        print(line + f"; adjoint {latent['adjoint']['time_s'] / latent['checkpoint']['time_s']:.1f}x checkpoint's")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", default="loop,batched,compute,memory")
+    parser.add_argument("--only", default="loop,batched,compute,memory,latent,precision")
     args = parser.parse_args()
     torch.set_grad_enabled(True)
     if torchdiffeq is None:
@@ -249,8 +377,12 @@ def main() -> None:
         rows += compute_bound(max(1, args.repeats // 2))
     if "memory" in wanted:
         rows += memory()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; float32 unless stated\n")
-    print_table(rows)
+    if "latent" in wanted:
+        rows += latent_ode(args.repeats)
+    if "precision" in wanted:
+        rows += precision()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; float32 unless stated")
+    print_tables(rows)
     print()
     ratios(rows)
 

@@ -3,21 +3,20 @@
 
 A grid is one Hydra sweep of both spiral experiments over data.n_obs and seeds, run by Hydra's launcher:
 
-    node-run -m experiment=spiral_latent_ode,spiral_rnn data=spirals data.n_obs=30,50,100 trainer.seed=0,1,2 \\
-        solver.adjoint=false hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=outputs/table2/default
+    node-run -m experiment=spiral_latent_ode,spiral_rnn data.n_obs=30,50,100 trainer.seed=0,1,2 \\
+        hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=outputs/table2/default
     python scripts/table2.py outputs/table2/default                     # Table 2 of that grid
     python scripts/table2.py outputs/table2/noise_0.3 outputs/table2/default outputs/table2/noise_0.05
     python scripts/table2.py outputs/table2/default --definitions       # every RMSE definition, from the same runs
     python scripts/table2.py outputs/table2/default --figures docs/figures   # Figures 8-9, first seed, n_obs 30
     python scripts/table2.py outputs/table2/default --retest data.test_range=observed   # other test spirals
 
-(``data=spirals`` lets a sweep across the two experiments take ``data.*`` overrides, such as ``data.noise=0.3``.)
 The table has a row per grid and model, labelled by the overrides that set the grid apart (the paper's rows
 first), with the grid's wall time (its sweep's start to its last run's end) and its runs' training time. Cells are the
 mean ± std over seeds of the chosen metric (``--metric``, by default ``test_rmse_extrapolation_clean``: against the
 noise-free spirals, per coordinate; ``node_experiments/tasks/sequence_metrics.py`` defines them all); a cell with
-fewer runs than the grid's seeds says how many it has. Runs that did not finish (no ``summary.json``) are counted
-and named.
+fewer runs than the grid's seeds says how many it has. Runs that did not complete (no ``summary.json``, or one whose
+``status`` is not ``completed``) are left out and named.
 
 ``--retest KEY=VALUE ...`` evaluates each run's trained model (its last checkpoint) again, on the test spirals of its
 data settings changed by these overrides, and tabulates that instead. It refuses overrides that change the training
@@ -45,7 +44,8 @@ PAPER = {
     "spiral_latent_ode": {30: 0.1642, 50: 0.1502, 100: 0.1346},
 }
 METRIC = "test_rmse_extrapolation_clean"
-# Overrides every grid of this page shares: the grid's axes and the run settings that do not change results.
+# Overrides that do not set a grid apart: its axes, and settings that do not change results (``data=spirals`` is
+# the experiments' own choice; ``solver.adjoint=false``, retired since, gave the gradients of today's default).
 GRID_AXES = ("experiment", "data", "data.n_obs", "trainer.seed", "solver.adjoint", "trainer.progress_bar")
 
 
@@ -68,11 +68,13 @@ def read_grid(folder: Path) -> Grid:
     if not sweep.exists():
         raise SystemExit(f"table2: {folder} holds no multirun.yaml: give the hydra.sweep.dir of a node-run -m grid.")
     overrides = yaml.safe_load(sweep.read_text(encoding="utf-8"))["hydra"]["overrides"]["task"]
-    settings = [item for item in overrides if item.split("=", 1)[0].lstrip("+~") not in GRID_AXES]
+    # node-run gives a sweep across experiments their own keys with ++ (node_experiments/sweeps.py): shown without.
+    settings = [item.lstrip("+") for item in overrides if item.split("=", 1)[0].lstrip("+~") not in GRID_AXES]
     grid = Grid(folder, " ".join(settings) or "defaults")
     runs = defaultdict(list)
-    ends = []
+    ends, completed = [], set()
     for run_dir, summary in finished_runs([folder]):
+        completed.add(run_dir)
         config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
         runs[summary["experiment"], int(config["data"]["n_obs"])].append(summary)
         grid.seeds.add(int(config["trainer"]["seed"]))
@@ -80,7 +82,7 @@ def read_grid(folder: Path) -> Grid:
         ends.append((run_dir / SUMMARY_FILE).stat().st_mtime)
     grid.runs = dict(runs)
     grid.unfinished = sorted(path.parent.parent for path in folder.glob("*/.hydra/config.yaml")
-                             if not (path.parent.parent / SUMMARY_FILE).exists())
+                             if path.parent.parent not in completed)
     if ends:
         grid.wall_time_s = max(ends) - sweep.stat().st_mtime
     return grid
@@ -220,7 +222,7 @@ def main() -> None:
     for grid in grids:
         runs = sum(len(summaries) for summaries in grid.runs.values())
         print(f"\n`{grid.label}` ({grid.folder.name}): {runs} runs, seeds {sorted(grid.seeds)}", end="")
-        print("; unfinished: " + ", ".join(map(str, grid.unfinished)) if grid.unfinished else "")
+        print("; not completed: " + ", ".join(map(str, grid.unfinished)) if grid.unfinished else "")
     if args.definitions:
         print("\n" + definitions_table(grids[0]))
     if args.figures:

@@ -5,8 +5,11 @@ Other test modules (and other kinds of experiment) reuse these:
 - ``tiny_data_root``: a folder holding MNIST and FashionMNIST with 64 training and 32 test images each, in
   torchvision's layout (``<root>/<Dataset>/raw/*-ubyte``), so no test needs the real data or a network.
 - ``tiny_overrides(data_root, run_dir)``: the command-line overrides that make any MNIST experiment run in
-  seconds on that data (4 batches of 16, one epoch, no progress bar, the given run folder).
-- ``run_node_run(args)``: run the installed ``node-run`` console script in a subprocess.
+  seconds on that data (4 batches of 16, one epoch, no progress bar, the given run folder). For a smoke run of any
+  experiment, ``debug=quick`` does the same from the configs (2 batches, and tiny sizes for every task).
+- ``run_node_run(args, env)``: run the installed ``node-run`` console script in a subprocess (tests that do are
+  marked ``e2e``).
+- ``sweep_jobs(output_dir)``: the job folders of the one sweep written under ``<output_dir>/multirun``.
 - ``compose(experiment, overrides)``: the composed config of an experiment, through Hydra's compose API.
 
 Every test runs torch on one thread (``single_thread``, autouse), and so does every ``node-run`` started by
@@ -96,12 +99,21 @@ def node_run_executable() -> str:
     return str(script)
 
 
-def run_node_run(args: list[str], cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``node-run ARGS`` in a subprocess and return it finished, with its text output."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+def run_node_run(
+    args: list[str], cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``node-run ARGS`` in a subprocess (with ``env`` added to the environment) and return it finished."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
         [node_run_executable(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def sweep_jobs(output_dir: Path) -> dict[str, Path]:
+    """The job folders (``<n>_<experiment>``, by name) of the one sweep that node-run wrote under ``output_dir``
+    (its ``paths.output_dir``: ``<output_dir>/multirun/<date>/<time>/``)."""
+    (sweep,) = [path.parent for path in output_dir.glob("multirun/*/*/multirun.yaml")]
+    return {path.name: path for path in sorted(sweep.iterdir()) if path.is_dir()}
 
 
 def compose(experiment: str, overrides: list[str] = ()) -> DictConfig:

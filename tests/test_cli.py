@@ -1,20 +1,26 @@
 """node-run end to end, through the installed console script in a subprocess, on tiny data.
 
-Each MNIST experiment runs a few steps and writes summary.json, metrics.jsonl and the TensorBoard tags; an
-override reaches the solver; a sweep runs; the error messages are short, useful and free of stack traces.
+One sweep runs every MNIST experiment with ``debug=quick``, its data and output folders given by the environment
+(``NODE_DATA_DIR``, ``NODE_OUTPUT_DIR``); each writes summary.json, metrics.jsonl and the TensorBoard tags, and
+Table 1 is built from them. Mistakes end in a short message, without a stack trace, before anything trains.
 """
 
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_node_run, tiny_overrides
+from conftest import compose, run_node_run, sweep_jobs, tiny_overrides
+from node_experiments.training import train
+from node_experiments.training.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.e2e
 
 MNIST_EXPERIMENTS = ["mnist_odenet", "mnist_resnet", "mnist_rknet", "mnist_mlp"]
 SUMMARY_KEYS = {
@@ -28,11 +34,6 @@ TAGS = {
 REPO = Path(__file__).resolve().parents[1]
 
 
-def quick(data_root: Path, run_dir: Path) -> list[str]:
-    """The tiny overrides, cut to 2 training steps of 16 images."""
-    return [*tiny_overrides(data_root, run_dir), "data.train_subset=32"]
-
-
 def assert_clean_failure(result: subprocess.CompletedProcess, *phrases: str) -> None:
     assert result.returncode != 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr
@@ -41,32 +42,41 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *phrases: str) -> 
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One finished run folder per MNIST experiment (shared by the tests below)."""
-    folders = {}
-    for experiment in MNIST_EXPERIMENTS:
-        run_dir = tmp_path_factory.mktemp(experiment)
-        result = run_node_run([f"experiment={experiment}", *quick(tiny_data_root, run_dir)])
-        assert result.returncode == 0, result.stderr
-        folders[experiment] = run_dir
-    return folders
+def output_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("outputs")
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data_root: Path, output_dir: Path) -> dict[str, Path]:
+    """The job folder of each MNIST experiment, from one sweep with the folders set by environment variables."""
+    result = run_node_run(
+        ["-m", f"experiment={','.join(MNIST_EXPERIMENTS)}", "debug=quick", "data.download=false"],
+        env={"NODE_DATA_DIR": str(tiny_data_root), "NODE_OUTPUT_DIR": str(output_dir)},
+    )
+    assert result.returncode == 0, result.stderr
+    jobs = sweep_jobs(output_dir)
+    assert list(jobs) == [f"{n}_{experiment}" for n, experiment in enumerate(MNIST_EXPERIMENTS)]
+    return {experiment: jobs[f"{n}_{experiment}"] for n, experiment in enumerate(MNIST_EXPERIMENTS)}
 
 
 @pytest.mark.parametrize("experiment", MNIST_EXPERIMENTS)
-def test_experiment_runs_end_to_end(runs: dict[str, Path], experiment: str) -> None:
+def test_experiment_runs_end_to_end(runs: dict[str, Path], tiny_data_root: Path, experiment: str) -> None:
     run_dir = runs[experiment]
+    config = load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]  # resolved as the run saw it
+    assert config["data"]["root"] == str(tiny_data_root), "data.root comes from NODE_DATA_DIR"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert SUMMARY_KEYS <= summary.keys()
     assert summary["experiment"] == experiment and summary["epochs"] == 1 and summary["device"] == "cpu"
     assert summary["test_error"] == pytest.approx(1 - summary["test_accuracy"])
-    assert summary["peak_memory_bytes"] > 0
     uses_solver = experiment in ("mnist_odenet", "mnist_rknet")
-    assert (summary["nfe_forward"] > 0) == uses_solver
-    assert ("solver" in summary) == uses_solver
+    assert ("solver" in config) == uses_solver == ("solver" in summary)
+    assert (summary["nfe_forward"] > 0) == uses_solver, "only solver evaluations are counted"
+    if uses_solver:
+        assert summary["solver"]["gradient"] == ("adjoint" if experiment == "mnist_odenet" else "backprop")
     assert (summary["nfe_backward"] > 0) == (experiment == "mnist_odenet")  # RK-Net backprops, no backward solve
     (record,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and record["test/accuracy"] == summary["test_accuracy"]
-    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.pt").is_file()
+    assert record["step"] == 2, "debug=quick: 32 training images in batches of 16"
 
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()
@@ -80,34 +90,28 @@ def test_adjoint_memory_is_smaller_than_backprop_through_the_solver(runs: dict[s
 
 
 def test_a_tighter_tolerance_raises_the_nfe(runs: dict[str, Path], tiny_data_root: Path, tmp_path: Path) -> None:
-    result = run_node_run(
-        ["experiment=mnist_odenet", *quick(tiny_data_root, tmp_path), "solver.rtol=1e-4", "solver.atol=1e-4"]
-    )
-    assert result.returncode == 0, result.stderr
-    tight = json.loads((tmp_path / "summary.json").read_text())
+    """The same run as the sweep's mnist_odenet (same data, seed and sizes), at rtol = atol = 1e-4 instead of 1e-3."""
+    tight = ["debug=quick", f"data.root={tiny_data_root}", "data.download=false", "solver.rtol=1e-4", "solver.atol=1e-4"]
+    summary = train(compose("mnist_odenet", tight), tmp_path)
     default = json.loads((runs["mnist_odenet"] / "summary.json").read_text())
-    assert (tight["solver"]["rtol"], default["solver"]["rtol"]) == (1e-4, 1e-3)
-    assert tight["nfe_forward"] > default["nfe_forward"]
-    assert tight["nfe_backward"] > default["nfe_backward"]
+    assert summary["nfe_forward"] > default["nfe_forward"]
+    assert summary["nfe_backward"] > default["nfe_backward"]
 
 
-def test_a_sweep_over_experiments_and_table1(tiny_data_root: Path, tmp_path: Path) -> None:
-    overrides = [o for o in quick(tiny_data_root, tmp_path) if not o.startswith("hydra.run.dir")]
-    result = run_node_run(
-        ["-m", "experiment=mnist_mlp,mnist_resnet", "data=fashion_mnist", *overrides, f"hydra.sweep.dir={tmp_path}"]
-    )
+def test_table1_from_the_sweep(runs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    table1 = runpy.run_path(str(REPO / "scripts" / "table1.py"))  # in this process: torch is loaded already
+    assert table1["main"]([str(runs["mnist_odenet"].parent)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| Model") and len(rows) == 1 + len(MNIST_EXPERIMENTS)
+    assert {row.split("|")[1].strip() for row in rows[1:]} == {"1-Layer MLP", "ResNet", "RK-Net", "ODE-Net"}
+
+
+def test_a_model_without_an_ode_has_no_solver_settings() -> None:
+    result = run_node_run(["experiment=mnist_resnet", "--cfg", "job"])
     assert result.returncode == 0, result.stderr
-    summaries = sorted(tmp_path.glob("*/summary.json"))
-    assert [path.parent.name for path in summaries] == ["0_mnist_mlp", "1_mnist_resnet"]
-    assert all(json.loads(path.read_text())["data"] == "fashion_mnist" for path in summaries)
-
-    table = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "table1.py"), str(tmp_path)], capture_output=True, text=True
-    )
-    assert table.returncode == 0, table.stderr
-    rows = [line for line in table.stdout.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| Model") and len(rows) == 3
-    assert rows[1].startswith("| 1-Layer MLP | fashion_mnist") and rows[2].startswith("| ResNet | fashion_mnist")
+    config = yaml.safe_load(result.stdout)
+    assert "solver" not in config and "solver" not in config["model"]
+    assert "solver" in yaml.safe_load(run_node_run(["experiment=mnist_odenet", "--cfg", "job"]).stdout)
 
 
 def test_bare_node_run_lists_the_experiments() -> None:
@@ -121,13 +125,32 @@ def test_a_misspelt_experiment_is_named_with_the_list() -> None:
     )
 
 
+def test_an_unknown_key_is_named_with_the_closest_real_key(tmp_path: Path) -> None:
+    result = run_node_run(["experiment=mnist_odenet", "trainer.max_epoch=2", f"hydra.run.dir={tmp_path}"])
+    assert_clean_failure(result, "Could not override 'trainer.max_epoch'", "Did you mean trainer.max_epochs=2?")
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_retired_adjoint_flag_is_answered_with_its_replacement() -> None:
+    result = run_node_run(["experiment=mnist_odenet", "solver.adjoint=false"])
+    assert_clean_failure(result, "solver.adjoint=false is no longer a setting", "solver.gradient=backprop")
+
+
 def test_missing_data_names_the_folder_and_both_fixes(tmp_path: Path) -> None:
     result = run_node_run(["experiment=mnist_mlp", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
-                           f"hydra.run.dir={tmp_path / 'run'}"])
+                           f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
     assert_clean_failure(result, str(tmp_path / "nowhere" / "MNIST" / "raw"), "data.download=true", "data.root=")
 
 
-def test_a_bad_solver_value_is_named_before_training(tiny_data_root: Path, tmp_path: Path) -> None:
-    result = run_node_run(["experiment=mnist_odenet", *quick(tiny_data_root, tmp_path), "solver.rtol=-1"])
-    assert_clean_failure(result, "solver.rtol=-1")
-    assert not (tmp_path / "checkpoints").exists()
+@pytest.mark.parametrize(
+    "override, phrase",
+    [
+        ("solver.rtol=-1", "solver.rtol=-1"),
+        ("trainer.grad_clip_norm=-1", "trainer.grad_clip_norm=-1: the largest global norm"),
+        ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5: the number of epochs to train must be a whole number"),
+    ],
+)
+def test_a_bad_value_is_named_before_training(tiny_data_root: Path, tmp_path: Path, override: str, phrase: str) -> None:
+    result = run_node_run(["experiment=mnist_odenet", *tiny_overrides(tiny_data_root, tmp_path), override])
+    assert_clean_failure(result, phrase)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()

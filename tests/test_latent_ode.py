@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from node_experiments.data.spirals import make_spirals
-from node_experiments.errors import ConfigError
 from node_experiments.models.latent_ode import LatentDynamics, LatentODE, solve_at_times
 from node_experiments.models.ode_block import ODEBlock
 from node_experiments.models.sequence_rnn import SequenceRNN, time_gaps
 from node_experiments.ode import odeint
 
-TIGHT = dict(method="dopri5", rtol=1e-9, atol=1e-9, adjoint=False)
+TIGHT = dict(method="dopri5", rtol=1e-9, atol=1e-9, gradient="backprop")
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +85,7 @@ def spirals():
 
 def small_latent_ode(**solver) -> LatentODE:
     torch.manual_seed(0)
-    return LatentODE(obs_std=0.1, solver={"method": "dopri5", "rtol": 1e-5, "atol": 1e-5, "adjoint": False, **solver})
+    return LatentODE(obs_std=0.1, solver={"method": "dopri5", "rtol": 1e-5, "atol": 1e-5, "gradient": "backprop", **solver})
 
 
 def test_the_paper_sizes() -> None:
@@ -96,7 +95,6 @@ def test_the_paper_sizes() -> None:
     dynamics = model.ode.func.net
     assert [layer.out_features for layer in dynamics if hasattr(layer, "out_features")] == [20, 4]
     assert model.decoder[0].out_features == 20 and model.decoder[-1].out_features == 2
-    assert model.ode.adjoint, "the latent ODE's gradients come from the adjoint by default"
     rnn = SequenceRNN()
     assert rnn.rnn.hidden_size == 25 and rnn.rnn.input_size == 3
 
@@ -174,28 +172,32 @@ def test_a_few_training_steps_lower_the_loss(spirals, kind: str) -> None:
         assert float(terms["kl"].detach()) >= 0
 
 
-def test_adjoint_and_direct_gradients_agree(spirals) -> None:
-    grads = []
-    for adjoint in (False, True):
-        model = small_latent_ode(adjoint=adjoint, rtol=1e-7, atol=1e-7)
+def test_the_gradient_strategies_agree(spirals) -> None:
+    """In float64: the adjoint agrees to the tolerance; the checkpointed strategy to rounding (it repeats
+    backprop's steps and differentiates the same operations)."""
+    grads = {}
+    for gradient in ("backprop", "adjoint", "checkpoint"):
+        model = small_latent_ode(gradient=gradient, rtol=1e-7, atol=1e-7).double()
         torch.manual_seed(5)
-        model.loss(spirals.observations[:4], spirals.obs_times[:4])[0].backward()
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-2)
+        model.loss(spirals.observations[:4].double(), spirals.obs_times[:4].double())[0].backward()
+        grads[gradient] = torch.cat([p.grad.flatten() for p in model.parameters()])
+    relative = {name: float((g - grads["backprop"]).norm() / grads["backprop"].norm()) for name, g in grads.items()}
+    assert relative["adjoint"] < 1e-4, relative  # measured: 5e-6
+    assert relative["checkpoint"] < 1e-12, relative
 
 
 @pytest.mark.parametrize("obs_std", [0.0, -1.0, float("nan")])
-def test_a_bad_likelihood_std_names_the_key(obs_std: float) -> None:
-    with pytest.raises(ConfigError, match="model.obs_std"):
+def test_a_bad_likelihood_std_is_named(obs_std: float) -> None:
+    with pytest.raises(ValueError, match=f"obs_std={obs_std!r}"):
         LatentODE(obs_std=obs_std)
-    with pytest.raises(ConfigError, match="model.obs_std"):
+    with pytest.raises(ValueError, match=f"obs_std={obs_std!r}"):
         SequenceRNN(obs_std=obs_std)
 
 
-def test_a_bad_cell_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="model.rnn_cell='lstm'"):
+def test_a_bad_cell_is_named() -> None:
+    with pytest.raises(ValueError, match="cell='lstm'"):
         LatentODE(rnn_cell="lstm")
-    with pytest.raises(ConfigError, match="model.cell='lstm'"):
+    with pytest.raises(ValueError, match="cell='lstm'"):
         SequenceRNN(cell="lstm")
     assert isinstance(LatentODE(rnn_cell="rnn").encoder.rnn, torch.nn.RNN)
 
@@ -208,6 +210,6 @@ def test_the_dynamics_depth_is_a_setting() -> None:
 
 
 @pytest.mark.parametrize("layers", [0, 1.5, True])
-def test_a_bad_dynamics_depth_names_the_key(layers) -> None:
-    with pytest.raises(ConfigError, match="model.dynamics_layers"):
+def test_a_bad_dynamics_depth_is_named(layers) -> None:
+    with pytest.raises(ValueError, match=f"layers={layers!r}"):
         LatentODE(dynamics_layers=layers)

@@ -16,10 +16,6 @@ import pytest
 from conftest import run_node_run
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.n_spirals=24", "data.test_size=8", "data.window=20", "data.grid_points=200", "data.batch_size=8",
-    "task=sequences", "task.figure_latent_spirals=8", "trainer.max_epochs=1", "trainer.progress_bar=false",
-]
 
 
 def collect(*args: str) -> subprocess.CompletedProcess:
@@ -31,12 +27,12 @@ def collect(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Both experiments x n_obs 10 x seeds 0, 1 at data.noise=0.2, two runs at a time, one epoch each."""
+    """Both experiments x n_obs 10 x seeds 0, 1 at data.noise=0.2 on debug=quick's tiny spirals (one epoch), two
+    runs at a time."""
     folder = tmp_path_factory.mktemp("sweep") / "noise"
     result = run_node_run(
-        ["-m", "experiment=spiral_latent_ode,spiral_rnn", "data=spirals", "data.n_obs=10", "trainer.seed=0,1",
-         "solver.adjoint=false", "data.noise=0.2", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-         f"hydra.sweep.dir={folder}"],
+        ["-m", "experiment=spiral_latent_ode,spiral_rnn", "debug=quick", "data.n_obs=10", "trainer.seed=0,1",
+         "data.noise=0.2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={folder}"],
         cwd=folder.parent,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -45,9 +41,10 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def table_rows(output: str) -> list[list[str]]:
     """The grid's rows of a results table: the n = 10 and n = 30 cells of each model."""
-    return [line.split(" | ")[2:4] for line in output.splitlines() if line.startswith("| `data.noise=0.2")]
+    return [line.split(" | ")[2:4] for line in output.splitlines() if line.startswith("| `debug=quick")]
 
 
+@pytest.mark.e2e
 def test_a_launcher_sweep_is_collected_into_table_2(grid: Path) -> None:
     summaries = [json.loads(path.read_text()) for path in grid.rglob("summary.json")]
     assert sorted(s["experiment"] for s in summaries) == ["spiral_latent_ode"] * 2 + ["spiral_rnn"] * 2
@@ -64,11 +61,12 @@ def test_a_launcher_sweep_is_collected_into_table_2(grid: Path) -> None:
         values = [s["test_rmse_extrapolation_clean"] for s in summaries if s["experiment"] == experiment]
         cell = f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
         assert f"| {name} | {cell} | - | - | - |" in table, table
-    assert "| `data.noise=0.2 " in table and "4 runs, seeds [0, 1]" in table and "9_spiral_rnn" in table
+    assert "| `debug=quick data.noise=0.2` |" in table and "4 runs, seeds [0, 1]" in table and "not completed: " in table and "9_spiral_rnn" in table
     assert "| `rmse_interpolation_noisy_euclidean` | Latent ODE |" in table
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_retest_evaluates_the_trained_models_on_other_test_spirals(grid: Path) -> None:
     """With the test spirals unchanged, the runs' own numbers; with other test spirals, others; an override that
     would change the training spirals is refused."""

@@ -22,8 +22,6 @@ from functools import lru_cache
 
 import torch
 
-from ..errors import ConfigError
-
 Sampler = Callable[[int, torch.Generator], torch.Tensor]
 WALL = 4.0  # |z1| beyond which the soft wall confines U2..U4
 WALL_WIDTH = 0.4
@@ -80,8 +78,8 @@ ENERGIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"U1": u1, "U2": u
 def energy(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The energy function U called ``name`` (``U1``..``U4``), taking (N, 2) points to (N,) energies."""
     if name not in ENERGIES:
-        raise ConfigError(
-            f"data.target={name!r} is not a target density. Choose one of Rezende & Mohamed's energy functions: "
+        raise ValueError(
+            f"{name!r} is not a target density. Choose one of Rezende & Mohamed's energy functions: "
             f"{', '.join(ENERGIES)}."
         )
     return ENERGIES[name]
@@ -131,7 +129,7 @@ def two_moons(noise: float = 0.05, scale: float = 1.5) -> Sampler:
 def two_circles(noise: float = 0.05, factor: float = 0.5, scale: float = 2.0) -> Sampler:
     """Two concentric circles of radii ``scale`` and ``factor * scale`` (``make_circles``' shape), plus noise."""
     if not 0 < factor < 1:
-        raise ConfigError(f"data.factor={factor} must lie in (0, 1): the inner circle's radius relative to the outer.")
+        raise ValueError(f"factor={factor} must lie in (0, 1): the inner circle's radius relative to the outer.")
 
     def sample(count: int, generator: torch.Generator) -> torch.Tensor:
         angle = 2 * math.pi * torch.rand(count, generator=generator)
@@ -148,7 +146,7 @@ DATASETS: dict[str, Callable[..., Sampler]] = {"two_moons": two_moons, "two_circ
 def dataset_sampler(name: str, **settings: float) -> Sampler:
     """The sampler of the toy data set ``name`` (``two_moons`` or ``two_circles``) with its settings."""
     if name not in DATASETS:
-        raise ConfigError(f"data.dataset={name!r} is not a 2-D data set. Choose one of: {', '.join(DATASETS)}.")
+        raise ValueError(f"{name!r} is not a 2-D data set. Choose one of: {', '.join(DATASETS)}.")
     return DATASETS[name](**settings)
 
 
@@ -163,9 +161,7 @@ class SampledBatches:
 
     def __init__(self, sampler: Sampler, batch_size: int, num_batches: int, generator: torch.Generator) -> None:
         if batch_size < 1 or num_batches < 1:
-            raise ConfigError(
-                f"data.batch_size={batch_size} and data.batches_per_epoch={num_batches} must both be at least 1."
-            )
+            raise ValueError(f"batch_size={batch_size} and num_batches={num_batches} must both be at least 1.")
         self.sampler, self.batch_size, self.num_batches, self.generator = sampler, batch_size, num_batches, generator
 
     def __len__(self) -> int:
@@ -179,6 +175,6 @@ class SampledBatches:
 def fixed_batches(sampler: Sampler, count: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     """``count`` samples drawn once from ``seed``, in batches: the same evaluation set for every run and epoch."""
     if count < 1 or batch_size < 1:
-        raise ConfigError(f"data.eval_samples={count} and data.eval_batch_size={batch_size} must both be at least 1.")
+        raise ValueError(f"count={count} and batch_size={batch_size} must both be at least 1.")
     samples = sampler(count, torch.Generator().manual_seed(seed))
     return list(samples.split(batch_size))

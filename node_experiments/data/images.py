@@ -3,7 +3,8 @@
 Preprocessing follows the authors' reproduction recipe for the paper's Table 1: training images are randomly
 cropped back to their size after zero padding (``RandomCrop(28, padding=4)``) and no normalisation is applied.
 A missing data set (download off) or a failed download is a ``DataNotFoundError`` naming the folder and the two
-fixes, not a torchvision stack trace.
+fixes, not a torchvision stack trace; a damaged IDX file (a bad header, cut short, labels out of range) is a
+``DataFormatError`` naming the file (``node_experiments.data.idx``).
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from ..errors import ConfigError, DataNotFoundError
+from .idx import check_idx_split
 
 
 def load_image_dataset(
-    name: str, root: str | Path, *, train: bool, download: bool, transform: Any = None
+    name: str, root: str | Path, *, train: bool, download: bool, transform: Any = None, num_classes: int | None = None
 ) -> Dataset:
-    """Return ``torchvision.datasets.<name>`` (train or test split) from ``root``, downloading it if allowed."""
+    """Return ``torchvision.datasets.<name>`` (train or test split) from ``root``, downloading it if allowed.
+
+    The split's IDX files are checked first (and again after a failed read, in case it downloaded them), labels
+    against ``num_classes`` when it is given.
+    """
     dataset_class = getattr(datasets, name, None)
     if dataset_class is None:
-        raise ConfigError(
-            f"data.dataset={name!r} is not a torchvision.datasets class. Use one with the MNIST layout, such as "
-            "MNIST or FashionMNIST."
-        )
+        raise ValueError(f"{name!r} is not a torchvision.datasets class; use one with the MNIST layout, e.g. MNIST.")
     root = Path(root).expanduser().resolve()
     folder = root / name / "raw"
     copy = f"or point data.root at a folder that holds a copy (with {name}/raw/*-ubyte inside): data.root=/path/to/data."
@@ -42,21 +45,27 @@ def load_image_dataset(
         raise DataNotFoundError(
             f"{name} was not found: {folder} does not exist and data.download=false. {download_fix}{copy}"
         )
+    check_idx_split(folder, train=train, num_classes=num_classes)
     try:
         return dataset_class(str(root), train=train, download=download, transform=transform)
     except Exception as error:  # torchvision raises RuntimeError, URLError, OSError... for missing or partial data
+        check_idx_split(folder, train=train, num_classes=num_classes)
         what = "could not be downloaded into" if download else "could not be read from"
         reason = " ".join(f"{type(error).__name__}: {error}".split())  # torchvision's message spans lines
         raise DataNotFoundError(f"{name} {what} {folder} ({reason}). {download_fix}{copy}") from error
 
 
 def _first(dataset: Dataset, count: int | None, key: str) -> Dataset:
-    """The first ``count`` examples of ``dataset`` (all of them when ``count`` is None)."""
+    """The first ``count`` examples of ``dataset`` (all of them when ``count`` is None); more than there are is an
+    error, not a silent cap (the one check of ``key`` that needs the data)."""
     if count is None:
         return dataset
-    if count < 1:
-        raise ConfigError(f"{key}={count} must be a positive number of images, or null for all of them.")
-    return Subset(dataset, range(min(count, len(dataset))))
+    if count > len(dataset):
+        raise ConfigError(
+            f"{key}={count} is more than the {len(dataset):,} images there are: give at most {len(dataset)}, or "
+            f"{key}=null for all of them."
+        )
+    return Subset(dataset, range(count))
 
 
 def _worker_context(num_workers: int) -> multiprocessing.context.BaseContext | None:
@@ -85,7 +94,8 @@ def image_classification_loaders(data: Mapping[str, Any], generator: torch.Gener
 
     def load(train: bool, transform: Any) -> Dataset:
         return load_image_dataset(
-            data["dataset"], data["root"], train=train, download=data["download"], transform=transform
+            data["dataset"], data["root"], train=train, download=data["download"], transform=transform,
+            num_classes=data["num_classes"],
         )
 
     train_set = _first(load(True, train_transform), data["train_subset"], "data.train_subset")

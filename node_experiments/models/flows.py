@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
 from .ode_block import ODEBlock
 
 TRACES = ("exact", "closed_form", "hutchinson")
@@ -67,9 +66,9 @@ class Flow(nn.Module):
     def __init__(self, dim: int, base_std: float) -> None:
         super().__init__()
         if dim < 1:
-            raise ConfigError(f"model.dim={dim} must be a positive number of dimensions (2 for the paper's 2-D data).")
+            raise ValueError(f"dim={dim} must be a positive number of dimensions (2 for the paper's 2-D data).")
         if not base_std > 0:
-            raise ConfigError(f"model.base_std={base_std} must be positive (1.0: a standard normal base density).")
+            raise ValueError(f"base_std={base_std} must be positive (1.0: a standard normal base density).")
         self.dim = dim
         self.base_std = base_std
 
@@ -114,19 +113,19 @@ class CNFDynamics(nn.Module):
 
     The trace needs autograd with respect to z even when the solver evaluates the field without it (the adjoint's
     forward solve, evaluation under ``torch.no_grad``); the graph through the trace is built only when the caller
-    wants gradients (training without the adjoint, or the adjoint's backward solve).
+    wants gradients (training by backprop, the adjoint's backward solve, the checkpointed recomputation).
     """
 
     def __init__(self, field: nn.Module, trace: str = "exact", probe: str = "rademacher") -> None:
         super().__init__()
         if trace not in TRACES:
-            raise ConfigError(f"model.trace={trace!r} is not a trace method. Choose one of: {', '.join(TRACES)}.")
+            raise ValueError(f"trace={trace!r} is not a trace method. Choose one of: {', '.join(TRACES)}.")
         if probe not in PROBES:
-            raise ConfigError(f"model.probe={probe!r} is not a probe distribution. Choose one of: {', '.join(PROBES)}.")
+            raise ValueError(f"probe={probe!r} is not a probe distribution. Choose one of: {', '.join(PROBES)}.")
         if trace == "closed_form" and not hasattr(field, "divergence"):
-            raise ConfigError(
-                f"model.trace=closed_form needs a vector field with a divergence(t, z) method, and "
-                f"{type(field).__name__} has none. Use model.trace=exact or model.trace=hutchinson."
+            raise ValueError(
+                f"trace='closed_form' needs a vector field with a divergence(t, z) method, and "
+                f"{type(field).__name__} has none. Use trace='exact' or trace='hutchinson'."
             )
         self.field = field
         self.trace = trace
@@ -171,7 +170,7 @@ class CNF(Flow):
         t1: the end of the flow's time interval.
         trace: ``exact``, ``closed_form`` (the field's ``divergence``) or ``hutchinson`` (see the module docstring).
         probe: Hutchinson's probe distribution, ``rademacher`` or ``gaussian``.
-        solver: the ``solver`` config group (method, rtol, atol, adjoint, options, adjoint_options), passed to
+        solver: the ``solver`` config group (method, rtol, atol, gradient, options, adjoint_options), passed to
             the ``ODEBlock`` that solves the flow.
         base_std: standard deviation of the normal base density.
     """
@@ -189,7 +188,7 @@ class CNF(Flow):
     ) -> None:
         super().__init__(dim, base_std)
         if not t1 > 0:
-            raise ConfigError(f"model.t1={t1} must be positive: the flow runs from t = 0 to t = t1.")
+            raise ValueError(f"t1={t1} must be positive: the flow runs from t = 0 to t = t1.")
         self.dynamics = CNFDynamics(field, trace, probe)
         self.t1 = float(t1)
         # The ODE block holds the solver settings; its trajectory() solves the tuple state (z, log p).
@@ -241,9 +240,7 @@ class PlanarField(nn.Module):
     def __init__(self, dim: int = 2, width: int = 64, hidden: int = 32, gated: bool = True) -> None:
         super().__init__()
         if width < 1 or hidden < 1:
-            raise ConfigError(
-                f"model.width={width} and model.hidden={hidden} must both be at least 1 (the paper's M is the width)."
-            )
+            raise ValueError(f"width={width} and hidden={hidden} must both be at least 1 (the paper's M is the width).")
         self.dim, self.width, self.gated = dim, width, gated
         outputs = width * (2 * dim + 1 + int(gated))
         self.hypernet = nn.Sequential(
@@ -339,9 +336,9 @@ class PlanarNF(Flow):
     def __init__(self, *, dim: int = 2, layers: int = 32, direction: str = "sample", base_std: float = 1.0) -> None:
         super().__init__(dim, base_std)
         if layers < 1:
-            raise ConfigError(f"model.layers={layers} must be at least 1 (the paper's K).")
+            raise ValueError(f"layers={layers} must be at least 1 (the paper's K).")
         if direction not in DIRECTIONS:
-            raise ConfigError(f"model.direction={direction!r} must be one of: {', '.join(DIRECTIONS)}.")
+            raise ValueError(f"direction={direction!r} must be one of: {', '.join(DIRECTIONS)}.")
         self.layers = nn.ModuleList(PlanarLayer(dim) for _ in range(layers))
         self.direction = direction
         self.trainable_samples = direction == "sample"

@@ -5,7 +5,7 @@ A variational autoencoder for time series observed at arbitrary times:
 - a recognition RNN reads the observations backwards in time, each with its time gap, and outputs the mean and
   log-variance of the Gaussian posterior q(z_0 | x) over the latent state at t = 0;
 - the latent state follows dz/dt = f(z), a neural network, solved by the project's ODE solver (``solver`` config
-  group, through ``ODEBlock``; the adjoint by default);
+  group, through ``ODEBlock``);
 - a decoder maps each latent state z(t_i) to the mean of a Gaussian over the observation x_i, whose std is fixed.
 
 Training maximises the evidence lower bound (ELBO): E_q[log p(x | z_0)] - KL(q(z_0 | x) || N(0, I)), one sample
@@ -28,7 +28,6 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from ..errors import ConfigError
 from .ode_block import ODEBlock
 from .sequence_rnn import check_obs_std, gaussian_log_likelihood, recurrent_layer, time_gaps
 
@@ -57,14 +56,16 @@ class RecognitionRNN(nn.Module):
 
     def __init__(self, obs_dim: int, hidden: int, latent_dim: int, cell: str = "gru") -> None:
         super().__init__()
-        self.rnn = recurrent_layer(cell, obs_dim + 1, hidden, "model.rnn_cell")
+        self.rnn = recurrent_layer(cell, obs_dim + 1, hidden)
         self.out = nn.Linear(hidden, 2 * latent_dim)
 
     def forward(self, observations: torch.Tensor, obs_times: torch.Tensor) -> Normal:
         inputs = torch.cat([observations, time_gaps(obs_times)[..., None]], dim=-1)
         _, last = self.rnn(inputs.flip(1))
         mean, log_variance = self.out(last[0]).chunk(2, dim=-1)
-        return Normal(mean, torch.exp(0.5 * log_variance))
+        # Unvalidated: weights that diverged give a non-finite loss, which the trainer reports as a divergence,
+        # rather than a ValueError from inside torch.distributions.
+        return Normal(mean, torch.exp(0.5 * log_variance), validate_args=False)
 
 
 class LatentDynamics(nn.Module):
@@ -76,9 +77,9 @@ class LatentDynamics(nn.Module):
     def __init__(self, latent_dim: int, hidden: int, layers: int = 1) -> None:
         super().__init__()
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
-            raise ConfigError(
-                f"model.dynamics_layers={layers!r} must be a whole number of hidden layers, 1 or more "
-                "(the paper: 1; torchdiffeq's example: 2)."
+            raise ValueError(
+                f"layers={layers!r} must be a whole number of hidden layers, 1 or more (the paper: 1; torchdiffeq's "
+                "example: 2)."
             )
         widths = [latent_dim] + [hidden] * layers
         body = [module for n_in, n_out in zip(widths, widths[1:]) for module in (nn.Linear(n_in, n_out), nn.ELU())]
@@ -100,7 +101,7 @@ class LatentODE(nn.Module):
         decoder_hidden: hidden units of the decoder (20 in the paper).
         obs_std: the fixed std of the Gaussian likelihood p(x_i | z(t_i)).
         rnn_cell: the recognition network's cell, ``gru`` or ``rnn`` (see ``sequence_rnn.recurrent_layer``).
-        solver: the ``solver`` config group (method, rtol, atol, adjoint, options, adjoint_options).
+        solver: the ``solver`` config group (method, rtol, atol, gradient, options, adjoint_options).
     """
 
     def __init__(

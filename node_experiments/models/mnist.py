@@ -30,6 +30,11 @@ def group_norm(channels: int) -> nn.GroupNorm:
 
 def downsampling(in_channels: int, width: int) -> nn.Sequential:
     """28x28 images to ``width`` x 6 x 6 features: 3x3 conv, then two 4x4 stride-2 convs."""
+    if width < 1 or (width > 32 and width % 32):
+        raise ValueError(
+            f"width={width} cannot be normalised by GroupNorm(min(32, width), width): use a width of at most 32 or a "
+            "multiple of 32, e.g. width=64."
+        )
     return nn.Sequential(
         nn.Conv2d(in_channels, width, kernel_size=3, stride=1),
         group_norm(width),
@@ -103,12 +108,12 @@ class ResBlock(nn.Module):
 
 
 class ODENet(nn.Sequential):
-    """ODE-Net (and, with ``solver["adjoint"] = False``, RK-Net): downsampling, one ODE block, head.
+    """ODE-Net (and, with ``solver["gradient"] = "backprop"``, RK-Net): downsampling, one ODE block, head.
 
     Args:
         in_channels, num_classes: of the data set.
         width: channels of the features (64 in the paper).
-        solver: the ODE block's settings, the ``solver`` config group (method, rtol, atol, adjoint, options,
+        solver: the ODE block's settings, the ``solver`` config group (method, rtol, atol, gradient, options,
             adjoint_options); see ``ODEBlock``.
     """
 

@@ -21,8 +21,6 @@ import math
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-
 
 def time_gaps(times: torch.Tensor, start: float = 0.0) -> torch.Tensor:
     """``(..., n)`` gaps ``t_i - t_{i-1}`` between increasing times, with ``t_{-1} = start``.
@@ -40,19 +38,19 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, std: float) -> 
     return log_density.flatten(1).sum(dim=1)
 
 
-def check_obs_std(obs_std: float, key: str = "model.obs_std") -> None:
+def check_obs_std(obs_std: float) -> None:
     """The likelihood's fixed std must be positive: a noise-free data set (noise 0) needs an explicit one."""
     if not (isinstance(obs_std, (int, float)) and math.isfinite(obs_std) and obs_std > 0):
-        raise ConfigError(
-            f"{key}={obs_std!r} must be a positive standard deviation: it is the fixed std of the Gaussian "
-            f"likelihood (by default the data's noise, data.noise). With noise-free data set it, e.g. {key}=0.05."
+        raise ValueError(
+            f"obs_std={obs_std!r} must be a positive standard deviation: it is the fixed std of the Gaussian "
+            "likelihood, e.g. obs_std=0.1."
         )
 
 
 RECURRENT_CELLS = {"gru": nn.GRU, "rnn": nn.RNN}
 
 
-def recurrent_layer(cell: str, input_size: int, hidden: int, key: str) -> nn.RNNBase:
+def recurrent_layer(cell: str, input_size: int, hidden: int) -> nn.RNNBase:
     """A one-layer, batch-first recurrent network: ``gru`` (gated) or ``rnn`` (Elman, tanh).
 
     The paper says "RNN" without naming the cell; torchdiffeq's latent_ode.py example uses an Elman cell. Over the
@@ -60,7 +58,7 @@ def recurrent_layer(cell: str, input_size: int, hidden: int, key: str) -> nn.RNN
     norm, which derail training at the example's learning rate), so the default is a GRU of the same width.
     """
     if cell not in RECURRENT_CELLS:
-        raise ConfigError(f"{key}={cell!r} is not a recurrent cell: use one of {', '.join(RECURRENT_CELLS)}.")
+        raise ValueError(f"cell={cell!r} is not a recurrent cell: use one of {', '.join(RECURRENT_CELLS)}.")
     return RECURRENT_CELLS[cell](input_size, hidden, batch_first=True)
 
 
@@ -78,7 +76,7 @@ class SequenceRNN(nn.Module):
         super().__init__()
         check_obs_std(obs_std)
         self.obs_std = obs_std
-        self.rnn = recurrent_layer(cell, obs_dim + 1, hidden, "model.cell")
+        self.rnn = recurrent_layer(cell, obs_dim + 1, hidden)
         self.head = nn.Linear(hidden, obs_dim)
 
     def _step_inputs(self, observations: torch.Tensor, obs_times: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,32 @@
-"""The project's ODE solver library: adaptive Runge-Kutta with error control, dense output and the adjoint.
+"""The project's ODE solver library: adaptive Runge-Kutta with error control, dense output, three ways to gradients.
 
 Depends on torch alone, and is signature-compatible with torchdiffeq so that one can be swapped for the other::
 
-    from node_experiments.ode import odeint, odeint_adjoint, record_stats
+    from node_experiments.ode import odeint, odeint_adjoint, odeint_checkpoint, record_stats
 
     ys = odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None)
     ys = odeint_adjoint(func, y0, t, rtol=1e-3, atol=1e-3, adjoint_options={"norm": "seminorm"})
+    ys = odeint_checkpoint(func, y0, t, rtol=1e-3, atol=1e-3)
+
+The three functions solve the same problem the same way and differ only in how ``backward()`` gets through the
+solve (``gradients.py``; ``GRADIENTS`` maps each strategy's name to its function, ``gradient_strategy(name)``
+looks one up):
+
+- ``backprop`` (``odeint``): autograd records the solver's operations: the derivative of the computed solution,
+  memory growing with every step (the paper's RK-Net);
+- ``adjoint`` (``odeint_adjoint``): the adjoint ODE solved backwards, memory independent of the steps, gradients
+  of the continuous problem to the backward solve's tolerance (Chen et al. 2018);
+- ``checkpoint`` (``odeint_checkpoint``: ``odeint``'s arguments plus ``adjoint_params``): one state kept per
+  accepted step, each step recomputed under autograd in the backward pass: backprop's gradients to rounding, for
+  one state per step plus one step's graph (Zhuang et al. 2020).
+
+Arguments, for all three:
 
 - ``func(t, y)`` returns dy/dt; ``t`` is passed as a 0-dim tensor of ``t``'s dtype on ``y0``'s device.
-- ``y0`` is a floating-point tensor, or a tuple of them (then the result is a tuple).
+- ``y0`` is a floating-point tensor, or a tuple of them (then the result is a tuple). Its dtype is the solve's;
+  ``t`` may have another floating dtype (e.g. float64 times beside a float32 state, as in torchdiffeq): the
+  solver keeps times as 64-bit host floats whatever the dtypes, and gradients with respect to ``t`` come back in
+  ``t``'s dtype.
 - ``t`` is a 1-D, strictly increasing or strictly decreasing tensor of at least two output times; the result has
   shape ``(len(t), *y0.shape)`` and its first entry is ``y0``.
 - ``method``: adaptive ``dopri5`` (default), ``tsit5``, ``bosh3``, ``fehlberg2``, ``adaptive_heun``, ``dopri8``;
@@ -21,19 +39,24 @@ Depends on torch alone, and is signature-compatible with torchdiffeq so that one
   ``max_num_steps``.
 - ``odeint_adjoint`` also takes ``adjoint_rtol``, ``adjoint_atol``, ``adjoint_method``, ``adjoint_options`` (the
   same keys, plus ``norm="seminorm"``, which leaves the parameter-gradient channels out of error control, Kidger
-  et al. 2021) and ``adjoint_params`` (default: ``tuple(func.parameters())``).
+  et al. 2021; by default the forward options less a callable norm) and ``adjoint_params`` (default:
+  ``tuple(func.parameters())``). Its backward solve lands on every output time and carries its step size on.
 
 Counting: every solve started inside ``with record_stats() as stats:`` adds to ``stats`` (a ``SolverStats``):
-``nfe_forward``, ``accepted_steps``, ``rejected_steps``, ``solves``, and, for adjoint backward solves (counted in
-whichever recorder is active when ``backward()`` runs), ``nfe_backward``, ``backward_accepted_steps``,
-``backward_rejected_steps``. Recorders nest; every active recorder counts.
+``nfe_forward``, ``accepted_steps``, ``rejected_steps``, ``solves``, and, for the work of ``backward()`` (the
+adjoint's backward solve, the checkpointed recomputation; counted in whichever recorder is active when
+``backward()`` runs), ``nfe_backward``, ``backward_accepted_steps``, ``backward_rejected_steps``,
+``backward_solves``. Recorders nest; every active recorder counts.
 
 Errors: bad arguments raise ``InvalidArgumentError`` (a ``SolverError`` and a ``ValueError``); failures while
 solving raise ``NonFiniteDerivativeError``, ``StepSizeTooSmallError`` or ``MaxStepsExceededError`` (all
-``SolverError``). Each message names the value, what is wrong and the fix.
+``SolverError``). Each message names the value, what is wrong and the fix. The adjoint's and the checkpointed
+gradients are computed once: a double backward (``create_graph=True``) raises a ``SolverError``; ``odeint``'s
+gradients can be differentiated again.
 """
 
 from .adjoint import odeint_adjoint
+from .checkpoint import odeint_checkpoint
 from .errors import (
     InvalidArgumentError,
     MaxStepsExceededError,
@@ -41,12 +64,16 @@ from .errors import (
     SolverError,
     StepSizeTooSmallError,
 )
+from .gradients import GRADIENTS, gradient_strategy
 from .solve import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS, odeint
 from .stats import SolverStats, record_stats
 
 __all__ = [
     "odeint",
     "odeint_adjoint",
+    "odeint_checkpoint",
+    "GRADIENTS",
+    "gradient_strategy",
     "record_stats",
     "SolverStats",
     "METHODS",

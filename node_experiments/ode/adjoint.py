@@ -6,12 +6,18 @@ integrates the augmented state ``[y, a, a_theta]`` from the last output time to 
 
     dy/dt = f(t, y),    da/dt = -a^T df/dy,    da_theta/dt = -a^T df/dtheta,
 
-adding each output's incoming gradient to ``a`` as it passes that output time and restarting ``y`` there from
-the saved forward value. The memory kept for backward is the solution at the output times and nothing per step:
-O(1) in the number of steps (Pontryagin et al. 1962; Chen et al. 2018, Algorithm 1).
+in one solve that lands on every output time, where it adds that output's incoming gradient to ``a`` and
+restarts ``y`` from the saved forward value (Chen et al. 2018, Algorithm 1). The solve carries on across these
+jumps with the step size and the controller history it has (only the first stage is evaluated anew, as the state
+changed): restarting a solve at every output time, with a fresh initial-step guess each time, costs two extra
+evaluations per output time and forgets a step size that was already right. The memory kept for backward is the
+solution at the output times and nothing per step: O(1) in the number of steps (Pontryagin et al. 1962).
 
 Time gradients are exact expressions of the ODE, not integrals: for output times after the first,
 ``dL/dt_i = <dL/dy(t_i), f(t_i, y(t_i))>``; for the first, ``dL/dt_0 = -<a(t_0), f(t_0, y_0)>``.
+
+The gradients are those of the continuous problem, computed to the backward solve's tolerance: they cannot be
+differentiated again (``create_graph=True`` raises an error naming the strategies that can).
 """
 
 from __future__ import annotations
@@ -19,11 +25,21 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import nn
 
 from .controllers import resolve_norm
-from .errors import InvalidArgumentError
-from .solve import FlatField, Problem, StateSpec, check_options, check_tolerance, integrate, lookup_method, odeint
+from .errors import InvalidArgumentError, refuse_double_backward
+from .solve import (
+    FlatField,
+    Problem,
+    StateSpec,
+    check_options,
+    check_tolerance,
+    differentiated_params,
+    integrate,
+    lookup_method,
+    odeint,
+    wants_gradients,
+)
 from .stats import report_solve
 
 
@@ -62,41 +78,47 @@ class _AdjointSolve(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_solution: torch.Tensor):
+        refuse_double_backward("odeint_adjoint")
         s = ctx.settings
         solution, t, *params = ctx.saved_tensors
         func, spec, times = s["func"], s["spec"], s["times"]
         n = solution.shape[1]
+        last = len(times) - 1
         back_sign = -s["sign"]
         dynamics = AugmentedDynamics(func, spec, params, back_sign)
-        field = FlatField(func, spec, 1.0)
-        want_t = ctx.needs_input_grad[2]
-        t_grad = torch.zeros_like(t) if want_t else None
-        extra_nfe = 0
 
-        def f_dot(i: int, a: torch.Tensor) -> torch.Tensor:
-            nonlocal extra_nfe
-            extra_nfe += 1
-            return torch.dot(field(t[i].detach(), solution[i]), a)
+        def at_output(j: int, state: torch.Tensor) -> torch.Tensor:
+            """Reaching output time ``i`` (the backward solve's ``j``-th): ``y`` restarts from the forward solution
+            there and that output's gradient joins ``a``."""
+            i = last - j
+            return torch.cat([solution[i], state[n : 2 * n] + grad_solution[i], state[2 * n :]])
 
-        a = grad_solution[-1]
-        a_params = [torch.zeros_like(p).reshape(-1) for p in params]
-        for i in range(len(times) - 1, 0, -1):
-            if want_t:
-                t_grad[i] = f_dot(i, grad_solution[i])
-            state = torch.cat([solution[i], a, *a_params])
-            end = integrate(
-                dynamics, state, t[i - 1 : i + 1].flip(0).detach(), [times[i], times[i - 1]], back_sign,
-                s["adjoint_tableau"], s["adjoint_rtol"], s["adjoint_atol"], s["adjoint_options"],
-                s["adjoint_norm"], differentiable=False, backward=True,
-            )[-1]  # fmt: skip
-            a = end[n : 2 * n]
-            a_params = list(torch.split(end[2 * n :], dynamics.param_sizes))
-            if want_t and i == 1:
-                t_grad[0] = -f_dot(0, a)
-            a = a + grad_solution[i - 1]
-        report_solve(extra_nfe, 0, 0, backward=True, solves=0)
-        param_grads = [g.view_as(p) for g, p in zip(a_params, params)]
-        return (None, a, t_grad, *param_grads)
+        start = torch.cat([solution[-1], grad_solution[-1], *(p.new_zeros(p.numel()) for p in params)])
+        end = integrate(
+            dynamics, start, t.detach().flip(0), times[::-1], back_sign, s["adjoint_tableau"], s["adjoint_rtol"],
+            s["adjoint_atol"], s["adjoint_options"], s["adjoint_norm"], differentiable=False, backward=True,
+            state_jump=at_output,
+        )[-1]  # fmt: skip
+        a = end[n : 2 * n]
+        param_grads = [g.view_as(p) for g, p in zip(torch.split(end[2 * n :], dynamics.param_sizes), params)]
+        t_grad = None
+        if ctx.needs_input_grad[2]:
+            t_grad = _time_gradients(FlatField(func, spec, 1.0), t, solution, grad_solution, a)
+        return (None, a + grad_solution[0], t_grad, *param_grads)
+
+
+def _time_gradients(field: FlatField, t: torch.Tensor, solution: torch.Tensor, grad_solution: torch.Tensor, a0):
+    """``dL/dt``: ``<dL/dy(t_i), f(t_i, y_i)>`` for ``i >= 1``, ``-<a(t_0), f(t_0, y_0)>`` for the first time.
+
+    One evaluation per output time, counted as backward NFE.
+    """
+    times = t.detach()
+    t_grad = torch.zeros_like(times)
+    for i in range(len(times)):
+        weight = grad_solution[i] if i > 0 else -a0
+        t_grad[i] = torch.dot(field(times[i], solution[i]), weight)
+    report_solve(len(times), 0, 0, backward=True, solves=0)
+    return t_grad
 
 
 def _backward_structure(spec: StateSpec, params: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], tuple]:
@@ -126,31 +148,23 @@ def odeint_adjoint(
     Gradients flow to ``y0``, ``t`` and the parameters: ``func.parameters()`` when ``func`` is an ``nn.Module``,
     else ``adjoint_params`` (required then). The backward solve uses ``adjoint_rtol``/``adjoint_atol``/
     ``adjoint_method`` (default: the forward ones) and ``adjoint_options`` (default: ``options`` when the method is
-    the same); ``adjoint_options={"norm": "seminorm"}`` leaves the parameter-gradient channels out of its error
+    the same, less a callable ``norm``, which is written for the forward state and not for the backward solve's
+    ``(state, adjoint, parameter gradients)``); ``adjoint_options={"norm": "seminorm"}`` leaves the parameter-gradient channels out of its error
     control (Kidger, Chen & Lyons 2021). Backward NFE is counted as ``nfe_backward`` by ``record_stats``.
     """
-    if adjoint_params is None:
-        if not isinstance(func, nn.Module):
-            raise InvalidArgumentError(
-                f"func is a {type(func).__name__}, not an nn.Module, so odeint_adjoint cannot find its parameters. "
-                f"Pass adjoint_params=(tensors to differentiate), or make func an nn.Module."
-            )
-        adjoint_params = tuple(func.parameters())
-    params = tuple(p for p in adjoint_params if p.requires_grad)
+    params = differentiated_params(func, adjoint_params, "odeint_adjoint")
     problem = Problem.check(y0, t, rtol, atol, method, options)
     tensors, spec, tableau, options = problem.tensors, problem.spec, problem.tableau, problem.options
     rtol, atol = problem.rtol, problem.atol
     adjoint_tableau = lookup_method(adjoint_method or method, "adjoint_method")
-    if adjoint_options is None:
-        adjoint_options = options if adjoint_tableau is tableau else {}
+    if adjoint_options is None:  # the forward options, less a callable norm: it was written for the forward state
+        inherited = options if adjoint_tableau is tableau else {}
+        adjoint_options = {key: value for key, value in inherited.items() if not (key == "norm" and callable(value))}
     adjoint_options = check_options(adjoint_tableau, adjoint_options, "adjoint_options")
     adjoint_rtol = check_tolerance("adjoint_rtol", rtol if adjoint_rtol is None else adjoint_rtol)
     adjoint_atol = check_tolerance("adjoint_atol", atol if adjoint_atol is None else adjoint_atol)
 
-    grad_wanted = torch.is_grad_enabled() and (
-        t.requires_grad or any(y.requires_grad for y in tensors) or len(params) > 0
-    )
-    if not grad_wanted:
+    if not wants_gradients(tensors, t, params):
         return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
 
     adjoint_norm = None

@@ -15,12 +15,20 @@ Two storage strategies for the stage derivatives ``k_j``:
 
 The adaptive loop synchronises with the host once per step, to read the error norm that decides acceptance
 (marked ``HOST SYNC`` below); nothing inside a step's stages does.
+
+Two hooks serve the gradient strategies (``checkpoint.py``, ``adjoint.py``) without changing how a solve steps:
+
+- ``trace``: a ``StepTrace`` that records every accepted step (its start state and what decided how it was
+  taken); ``replay`` recomputes one recorded step, with its dense outputs, exactly as a graph-mode solve takes it.
+- ``state_jump``: a function ``(j, y) -> y`` applied where the solve reaches output ``j`` (every interior output
+  time becomes a point the solve lands on). The adjoint adds each output's incoming gradient there and carries on
+  with its step size and controller history, instead of starting a new solve.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Sequence
 
@@ -92,6 +100,33 @@ class AdaptiveConfig:
     jump_s: tuple[float, ...]  # discontinuities, in s, strictly inside the span, sorted
 
 
+@dataclass(frozen=True)
+class AcceptedStep:
+    """How one accepted step was taken: enough to recompute it, given its start state, exactly as it was.
+
+    ``h`` is the step as the stages saw it (``s_new - s`` up to rounding); ``landing``/``left_of_end`` are the
+    flags the step was taken with (it ends on a point the solve must hit / on a discontinuity, approached from
+    the left); ``restart_right``: its first stage was evaluated just right of ``s``, after a discontinuity;
+    ``first_output``: the index of the first output time after ``s`` (the step emits outputs from there on).
+    """
+
+    s: float
+    h: float
+    s_new: float
+    landing: bool
+    left_of_end: bool
+    restart_right: bool
+    first_output: int
+
+
+@dataclass
+class StepTrace:
+    """The accepted steps of one solve and the state each started from: one state per step."""
+
+    steps: list[AcceptedStep] = field(default_factory=list)
+    states: list[torch.Tensor] = field(default_factory=list)
+
+
 class _DeviceCoefficients:
     """A tableau's coefficients as tensors on one device and dtype, made once and cached."""
 
@@ -131,13 +166,25 @@ class RungeKutta:
 
     ``differentiable`` selects the graph storage (autograd records the solve) over the buffered one.
     Counters ``nfe``, ``accepted``, ``rejected`` are read by the caller after (or during) the solve.
+    ``trace`` and ``state_jump``: see the module docstring.
     """
 
-    def __init__(self, func: FlatFunc, tableau: ButcherTableau, clock: Clock, *, differentiable: bool):
+    def __init__(
+        self,
+        func: FlatFunc,
+        tableau: ButcherTableau,
+        clock: Clock,
+        *,
+        differentiable: bool,
+        trace: StepTrace | None = None,
+        state_jump: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.func = func
         self.tableau = tableau
         self.clock = clock
         self.differentiable = differentiable
+        self.trace = trace
+        self.state_jump = state_jump
         self.nfe = 0
         self.accepted = 0
         self.rejected = 0
@@ -207,7 +254,7 @@ class RungeKutta:
             else:
                 stages[self.stages].copy_(self._f_end)
         coef = self.coef
-        theta = self.clock.thetas(j0, j1, s, h)
+        theta = self.clock.thetas(j0, j1, s, h).to(coef.powers.dtype)  # t may be float64 beside a float32 state
         weights = theta.unsqueeze(1).pow(coef.powers) @ coef.interpolation_t
         K = torch.stack(list(stages[: self.dense_rows])) if self.differentiable else stages[: self.dense_rows]
         span = self.clock.span(h)
@@ -251,8 +298,44 @@ class RungeKutta:
             f"rtol/atol, {fix}, or check the vector field near this time."
         )
 
+    def _record(self, s, h, s_new, y, landing, left_of_end, restart_right, next_out) -> None:
+        """Keep an accepted step in the trace (when there is one): its start state and how it was taken."""
+        if self.trace is not None:
+            self.trace.steps.append(AcceptedStep(s, h, s_new, landing, left_of_end, restart_right, next_out))
+            self.trace.states.append(y)
+
+    def _next_start(self, s_out, s_new: float, y_new: torch.Tensor, stages, next_out: int, left_of_end: bool):
+        """The state and first stage of the step after an accepted one that ends at ``s_new`` (with the outputs
+        before ``next_out`` emitted), and whether that stage is evaluated just right of ``s_new``.
+
+        The first stage is reused from the step just taken (FSAL, or evaluated for dense output) unless the state
+        jumps here (``state_jump``) or the field does (a ``jump_t`` discontinuity, approached from the left).
+        """
+        j = next_out - 1
+        jumps = self.state_jump is not None and 0 < j < len(s_out) - 1 and s_out[j] == s_new
+        if jumps:
+            y_new = self.state_jump(j, y_new)
+        if jumps or left_of_end:
+            self._f_end = None
+            s_first = math.nextafter(s_new, math.inf) if left_of_end else s_new
+            return y_new, self.evaluate(s_first, y_new), left_of_end
+        return y_new, self._carry_derivative(s_new, y_new, stages), False
+
+    def _carry_derivative(self, s_new: float, y_new: torch.Tensor, stages) -> torch.Tensor:
+        """The next step's first stage ``f(s_new, y_new)``, reused from this step when it has it (FSAL, or
+        evaluated for dense output); in buffered mode it is placed in the buffer's first row."""
+        known = stages[self.stages - 1] if self.fsal else self._f_end
+        self._f_end = None
+        if known is None:
+            return self.evaluate(s_new, y_new)
+        if not self.differentiable:
+            self.buffer[0].copy_(known)
+            return self.buffer[0]
+        return known
+
     def solve_fixed(self, y0: torch.Tensor, s_out: Sequence[float], grid: Sequence[float], max_num_steps: int):
-        """Steps on ``grid`` (which starts and ends with the output span); returns the ``(len(s_out), N)`` solution."""
+        """Steps on ``grid`` (which starts and ends with the output span, and passes through every output time
+        when there is a ``state_jump``); returns the ``(len(s_out), N)`` solution."""
         self._prepare(y0)
         if len(grid) - 1 > max_num_steps:
             raise MaxStepsExceededError(
@@ -269,23 +352,12 @@ class RungeKutta:
             y_new, stages = self.step(s, h, y, k0)
             self.accepted += 1
             last = i + 1 == len(grid) - 1
+            self._record(s, h, s_new, y, last, False, False, next_out)
             next_out = self._emit(s_out, s, h, s_new, y, y_new, stages, next_out, last, False, chunks)
             if not last:
-                k0 = self._carry_derivative(s_new, y_new, stages)
+                y_new, k0, _ = self._next_start(s_out, s_new, y_new, stages, next_out, False)
             y = y_new
         return torch.cat(chunks)
-
-    def _carry_derivative(self, s_new: float, y_new: torch.Tensor, stages) -> torch.Tensor:
-        """The next step's first stage ``f(s_new, y_new)``, reused from this step when it has it (FSAL, or
-        evaluated for dense output); in buffered mode it is placed in the buffer's first row."""
-        known = stages[self.stages - 1] if self.fsal else self._f_end
-        self._f_end = None
-        if known is None:
-            return self.evaluate(s_new, y_new)
-        if not self.differentiable:
-            self.buffer[0].copy_(known)
-            return self.buffer[0]
-        return known
 
     def solve_adaptive(self, y0: torch.Tensor, s_out: Sequence[float], config: AdaptiveConfig):
         """Error-controlled integration over ``s_out[0] .. s_out[-1]``; returns the ``(len(s_out), N)`` solution."""
@@ -311,7 +383,10 @@ class RungeKutta:
             dcoeff=config.dcoeff,
         )
         jumps = set(config.jump_s)
-        landings = sorted(set(config.step_s) | jumps | {s_end})
+        stops = set(config.step_s) | jumps | {s_end}
+        if self.state_jump is not None:  # the state changes at every interior output: the solve must land there
+            stops |= set(s_out[1:-1])
+        landings = sorted(stops)
         next_landing = 0
         chunks = [y0.unsqueeze(0)]
         next_out = 1
@@ -319,6 +394,7 @@ class RungeKutta:
             y_abs = y.detach().abs()
         steps = 0
         nonfinite = False  # whether the last attempt met a NaN or infinity
+        restart_right = False  # whether k0 was evaluated just right of s (after a discontinuity)
         while True:
             h = min(h, config.max_step)
             land = landings[next_landing]
@@ -330,8 +406,10 @@ class RungeKutta:
             h_try = land - s if landing else h
             if s_new <= s:  # h is below the resolution of the time at s
                 self._raise_step_too_small(
-                    s, h, nonfinite, f"underflows: the time cannot advance in {y0.dtype}", "use float64"
-                )
+                    s, h, nonfinite,
+                    "underflows (t + dt rounds to t in the 64-bit floats that hold times, whatever the state's dtype)",
+                    "end the integration before this time",
+                )  # fmt: skip
             left_of_end = landing and land in jumps
             y_new, stages = self.step(s, h_try, y, k0, left_of_end)
             error = self.error_estimate(h_try, y, stages)
@@ -343,17 +421,17 @@ class RungeKutta:
             nonfinite = not math.isfinite(ratio)
             if accepted:
                 self.accepted += 1
+                self._record(s, h_try, s_new, y, landing, left_of_end, restart_right, next_out)
                 next_out = self._emit(s_out, s, h_try, s_new, y, y_new, stages, next_out, landing, left_of_end, chunks)
                 if landing and s_new == s_end:
                     break
-                if left_of_end:  # restart after a discontinuity from its right-hand side, without FSAL
-                    self._f_end = None
-                    k0 = self.evaluate(math.nextafter(s_new, math.inf), y_new)
-                else:
-                    k0 = self._carry_derivative(s_new, y_new, stages)
+                y_next, k0, restart_right = self._next_start(s_out, s_new, y_new, stages, next_out, left_of_end)
+                if y_next is not y_new:  # the state jumped
+                    with torch.no_grad():
+                        y_new_abs = y_next.detach().abs()
                 if landing:
                     next_landing += 1
-                s, y, y_abs = s_new, y_new, y_new_abs
+                s, y, y_abs = s_new, y_next, y_new_abs
             else:
                 self.rejected += 1
                 if nonfinite and not bool(torch.isfinite(k0).all()):
@@ -376,3 +454,19 @@ class RungeKutta:
                     )
                 h = config.min_step
         return torch.cat(chunks)
+
+    # --------------------------------------------------------------------------------------------- recomputing
+    def replay(self, step: AcceptedStep, y: torch.Tensor, s_out: Sequence[float]):
+        """Recompute a traced step from its start state ``y`` as a solve in this storage mode takes it.
+
+        Returns the step's end state and the outputs it emits (rows ``step.first_output ...`` of the solution), or
+        None when it emits none. The first stage is evaluated anew: the traced solve reused it from the step
+        before, which computed the same ``f(s, y)``.
+        """
+        self._prepare(y)
+        k0 = self.evaluate(math.nextafter(step.s, math.inf) if step.restart_right else step.s, y)
+        y_new, stages = self.step(step.s, step.h, y, k0, step.left_of_end)
+        chunks: list[torch.Tensor] = []
+        self._emit(s_out, step.s, step.h, step.s_new, y, y_new, stages, step.first_output, step.landing,
+                   step.left_of_end, chunks)  # fmt: skip
+        return y_new, (torch.cat(chunks) if chunks else None)

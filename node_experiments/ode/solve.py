@@ -16,7 +16,7 @@ from torch import nn
 
 from .controllers import CONTROLLER_PRESETS, resolve_norm
 from .errors import InvalidArgumentError, NonFiniteDerivativeError
-from .runge_kutta import AdaptiveConfig, Clock, RungeKutta
+from .runge_kutta import AdaptiveConfig, Clock, RungeKutta, StepTrace
 from .stats import report_solve
 from .tableaus import TABLEAUS, ButcherTableau
 
@@ -237,11 +237,17 @@ def adaptive_config(
     )
 
 
-def fixed_grid(options: dict, s_out: Sequence[float]) -> list[float]:
-    """The fixed-step grid: ``options['step_size']`` from the first output time, or the output times themselves."""
+def fixed_grid(options: dict, s_out: Sequence[float], *, through_outputs: bool = False) -> list[float]:
+    """The fixed-step grid: ``options['step_size']`` from the first output time, or the output times themselves.
+
+    ``through_outputs``: the grid restarts at every output time (a solve whose state jumps there must land on it).
+    """
     step_size = _positive(options, "step_size", None)
     if step_size is None:
         return list(s_out)
+    if through_outputs:
+        pieces = [fixed_grid(options, s_out[i : i + 2])[:-1] for i in range(len(s_out) - 1)]
+        return [s for piece in pieces for s in piece] + [s_out[-1]]
     s_first, s_last = s_out[0], s_out[-1]
     n = max(1, math.ceil((s_last - s_first) / step_size * (1 - 1e-12)))
     return [s_first + k * step_size for k in range(n)] + [s_last]
@@ -260,6 +266,24 @@ def needs_graph(func, tensors: Sequence[torch.Tensor], t: torch.Tensor, params: 
     if isinstance(func, nn.Module):
         return any(p.requires_grad for p in func.parameters())
     return True
+
+
+def differentiated_params(func, adjoint_params: Sequence[torch.Tensor] | None, name: str) -> tuple[torch.Tensor, ...]:
+    """The tensors besides ``y0`` and ``t`` whose gradients ``odeint_adjoint``/``odeint_checkpoint`` compute:
+    ``adjoint_params``, else ``func.parameters()``; those that require grad."""
+    if adjoint_params is None:
+        if not isinstance(func, nn.Module):
+            raise InvalidArgumentError(
+                f"func is a {type(func).__name__}, not an nn.Module, so {name} cannot find its parameters. Pass "
+                f"adjoint_params=(tensors to differentiate), or make func an nn.Module."
+            )
+        adjoint_params = tuple(func.parameters())
+    return tuple(p for p in adjoint_params if p.requires_grad)
+
+
+def wants_gradients(tensors: Sequence[torch.Tensor], t: torch.Tensor, params: Sequence[torch.Tensor]) -> bool:
+    """Whether a strategy with explicit parameters has any gradient to compute (else a plain solve will do)."""
+    return torch.is_grad_enabled() and (t.requires_grad or any(y.requires_grad for y in tensors) or len(params) > 0)
 
 
 @dataclass(frozen=True)
@@ -305,17 +329,23 @@ def integrate(
     *,
     differentiable: bool,
     backward: bool = False,
+    trace: StepTrace | None = None,
+    state_jump: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Solve the flat problem; returns the ``(len(t), N)`` solution and reports the statistics."""
+    """Solve the flat problem; returns the ``(len(t), N)`` solution and reports the statistics.
+
+    ``trace`` and ``state_jump`` are the integrator's hooks for the gradient strategies (``runge_kutta.py``).
+    """
     s_out = [sign * v for v in times]
     clock = Clock(t, s_out, sign, differentiable=differentiable and t.requires_grad)
-    solver = RungeKutta(field, tableau, clock, differentiable=differentiable)
+    solver = RungeKutta(field, tableau, clock, differentiable=differentiable, trace=trace, state_jump=state_jump)
     try:
         if tableau.adaptive:
             solution = solver.solve_adaptive(y0_flat, s_out, adaptive_config(options, rtol, atol, sign, s_out, norm))
         else:
             max_num_steps = options.get("max_num_steps", DEFAULT_MAX_NUM_STEPS)
-            solution = solver.solve_fixed(y0_flat, s_out, fixed_grid(options, s_out), max_num_steps)
+            grid = fixed_grid(options, s_out, through_outputs=state_jump is not None)
+            solution = solver.solve_fixed(y0_flat, s_out, grid, max_num_steps)
             check_fixed_step_solution(solution, times)
     finally:
         report_solve(solver.nfe, solver.accepted, solver.rejected, backward=backward)

@@ -65,8 +65,8 @@ def measure_memory(
     """One row per (network, tolerance) and per ResNet depth: evaluations (NFE or L), saved bytes, CUDA peak."""
     rows = []
     for tolerance in tolerances:
-        for name, adjoint in ((ODE_NET, True), (RK_NET, False)):
-            with solver_settings(block, rtol=tolerance, atol=tolerance, adjoint=adjoint):
+        for name, gradient in ((ODE_NET, "adjoint"), (RK_NET, "backprop")):
+            with solver_settings(block, rtol=tolerance, atol=tolerance, gradient=gradient):
                 saved, nfe = saved_bytes(model, images)
                 rows.append(_row(name, tolerance, nfe, saved, cuda_peak_bytes(model, images, labels)))
     missing = {"in_channels", "num_classes", "width"} - set(model_config)

@@ -54,16 +54,19 @@ class TrainedRun:
         return build_task(OmegaConf.create(self.config), device)
 
 
+def _with_gradient_setting(config: dict[str, Any]) -> dict[str, Any]:
+    """A config saved before ``solver.gradient`` replaced the boolean ``solver.adjoint``, in today's terms."""
+    for group in (config.get("solver"), config.get("model", {}).get("solver")):
+        if isinstance(group, dict) and isinstance(group.get("adjoint"), bool):
+            group["gradient"] = "adjoint" if group.pop("adjoint") else "backprop"
+    return config
+
+
 def load_trained_run(location: str | Path, device: torch.device, key: str = "study.checkpoint") -> TrainedRun:
     """Rebuild the model saved at ``location`` (a run folder or a checkpoint file) on ``device``, in eval mode."""
     path = resolve_checkpoint(location, key=key)
-    checkpoint = load_checkpoint(path)
-    if not {"model", "config"} <= checkpoint.keys():
-        raise ConfigError(
-            f"{key}={str(location)!r}: {path} is not a checkpoint written by node-run (it lacks the model state or "
-            "the config). Give the folder of a node-run training run."
-        )
-    config = checkpoint["config"]
+    checkpoint = load_checkpoint(path, key=key, required=("model", "config"))
+    config = _with_gradient_setting(checkpoint["config"])
     try:
         model = instantiate(config["model"], _convert_="all")
         model.load_state_dict(checkpoint["model"])
@@ -87,7 +90,7 @@ def _metrics_history(checkpoint: Path) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def solver_settings(block: ODEBlock, **settings: Any) -> Iterator[ODEBlock]:
-    """Set attributes of ``block`` (``rtol``, ``atol``, ``adjoint``, ``adjoint_options`` ...) inside the block only."""
+    """Set attributes of ``block`` (``rtol``, ``atol``, ``gradient``, ``adjoint_options`` ...) inside the block only."""
     saved = {name: getattr(block, name) for name in settings}
     for name, value in settings.items():
         setattr(block, name, value)

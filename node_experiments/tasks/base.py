@@ -41,8 +41,6 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError
-
 
 class Task:
     """One kind of experiment, as the trainer sees it. Subclasses implement the four methods below.
@@ -108,12 +106,9 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def build_task(cfg: DictConfig, device: torch.device) -> Task:
-    """Instantiate the class named by ``cfg.task._target_`` as ``Class(cfg, device)``."""
-    target = cfg.task.get("_target_")
-    try:
-        task_class = get_class(target)
-    except Exception as error:
-        raise ConfigError(f"task._target_={target!r} does not name an importable class ({error}).") from None
-    if not (isinstance(task_class, type) and issubclass(task_class, Task)):
-        raise ConfigError(f"task._target_={target!r} is not a subclass of node_experiments.tasks.Task.")
+    """Instantiate the class named by ``cfg.task._target_`` as ``Class(cfg, device)`` (``node_experiments.validation``
+    has checked that it can be imported)."""
+    task_class = get_class(cfg.task._target_)
+    if not issubclass(task_class, Task):
+        raise TypeError(f"{task_class.__qualname__} is not a subclass of node_experiments.tasks.Task.")
     return task_class(cfg, device)

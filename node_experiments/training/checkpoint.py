@@ -7,7 +7,8 @@ the start of that epoch. Resuming restores them and skips the batches already do
 the same data order and augmentation as an uninterrupted one.
 
 Files are written atomically (to a temporary file, then renamed), so an interrupted write never leaves a
-truncated ``last.pt``.
+truncated ``last.pt``; a file damaged some other way (a full disk, a cut copy) is refused on loading with a
+``CheckpointError`` naming it, not a stack trace from the unpickler.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
+# What the trainer writes into every checkpoint (``train``'s ``checkpoint``); resuming needs all of it.
+TRAINING_STATE = ("model", "optimizer", "scheduler", "position", "rng", "config")
 
 
 def capture_rng(generator: torch.Generator) -> dict[str, Any]:
@@ -78,10 +81,37 @@ def resolve_checkpoint(resume: str | os.PathLike, key: str = "trainer.resume") -
     return path
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, key: str = "trainer.resume", required: tuple[str, ...] = TRAINING_STATE
+) -> dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint`` onto the CPU (``load_state_dict`` moves the tensors).
 
-    Not ``weights_only``: a checkpoint also holds random states and the scheduler's state, so load only
-    checkpoints you wrote.
+    A file that cannot be read, or that lacks one of the ``required`` entries, is a ``CheckpointError`` naming the
+    file and ``key``, the config key it came from. Not ``weights_only``: a checkpoint also holds random states and
+    the scheduler's state, so load only checkpoints you wrote.
     """
-    return torch.load(path, map_location="cpu", weights_only=False)
+    fix = (
+        f"Point {key} at another checkpoint (the folder of an earlier run, or a copy of this one), or start "
+        f"afresh without {key}."
+    )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # EOFError (empty), RuntimeError (cut short), UnpicklingError (not a checkpoint)
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:160]
+        raise CheckpointError(
+            f"{key}: the checkpoint {path} ({_size(path)}) cannot be read ({reason}); it is empty, cut short (a "
+            f"full disk, an interrupted copy) or not a checkpoint of node-run. {fix}"
+        ) from None
+    missing = [name for name in required if not isinstance(state, dict) or name not in state]
+    if missing:
+        raise CheckpointError(
+            f"{key}: {path} is not a checkpoint written by node-run's trainer (it lacks {', '.join(missing)}). {fix}"
+        )
+    return state
+
+
+def _size(path: Path) -> str:
+    try:
+        return f"{path.stat().st_size:,} bytes"
+    except OSError:
+        return "size unknown"

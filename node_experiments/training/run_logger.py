@@ -2,6 +2,9 @@
 
 Tags are grouped as ``train/*``, ``test/*``, ``nfe/*``, ``memory/*``, ``time/*`` and ``lr``; every scalar's x
 axis is the global step. ``metrics.jsonl`` holds one JSON object per epoch with the same names.
+
+Both files are strict JSON, which every parser reads: a NaN or infinite value is written as ``null``.
+``summary.json`` is written however a run ends; its ``status`` says how (see ``COMPLETED``).
 """
 
 from __future__ import annotations
@@ -18,18 +21,28 @@ from torch.utils.tensorboard.summary import hparams
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+# summary.json's ``status`` when all epochs are done; the others: ``diverged`` and ``solver_failed`` (the
+# ``status`` of ``errors.TrainingStopped``'s subclasses), ``interrupted`` (Ctrl-C, SIGTERM, a preemption signal:
+# a checkpoint holds the position reached) and ``failed`` (any other error).
+COMPLETED = "completed"
 
 
 def finished_runs(paths: list[Path]) -> list[tuple[Path, dict]]:
-    """(run folder, summary) for every finished run (one that wrote ``summary.json``) at or under ``paths``.
+    """(run folder, summary) for every completed run at or under ``paths`` (runs that stopped early are left out).
 
     The table and figure scripts read runs through this, whether given run folders or sweep folders.
     """
-    return [
+    found = [
         (summary_file.parent, json.loads(summary_file.read_text(encoding="utf-8")))
         for path in paths
         for summary_file in sorted(Path(path).rglob(SUMMARY_FILE))
     ]
+    return [(folder, summary) for folder, summary in found if is_completed(summary)]
+
+
+def is_completed(summary: Mapping[str, Any]) -> bool:
+    """Whether a run's summary says it trained all its epochs (summaries without a status predate the field)."""
+    return summary.get("status", COMPLETED) == COMPLETED
 
 
 class RunLogger:
@@ -49,7 +62,7 @@ class RunLogger:
     def epoch(self, record: Mapping[str, Any]) -> None:
         """Append an epoch's record to metrics.jsonl (TensorBoard gets its scalars through ``scalars``)."""
         with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
+            file.write(strict_json(record) + "\n")
 
     def figure(self, name: str, figure: Figure, step: int) -> None:
         """Save ``figure`` as <run>/figures/<name>.png and to TensorBoard."""
@@ -67,7 +80,7 @@ class RunLogger:
         """
         if self.writer is None:
             return
-        flat = {key: _hparam_value(value) for key, value in _flatten(config).items()}
+        flat = {key: _hparam_value(value) for key, value in flatten(config).items()}
         experiment, session_start, session_end = hparams(flat, dict(final_metrics))
         file_writer = self.writer._get_file_writer()  # noqa: SLF001 - no public way to write these summaries
         for summary in (experiment, session_start, session_end):
@@ -79,16 +92,31 @@ class RunLogger:
 
 
 def write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    path.write_text(strict_json(value, indent=2) + "\n", encoding="utf-8")
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def strict_json(value: Any, indent: int | None = None) -> str:
+    """``value`` as strict JSON: NaN and infinities, which ``json.dumps`` would write bare, become ``null``."""
+    return json.dumps(_finite_or_none(value), indent=indent, allow_nan=False)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"solver": {"rtol": 1e-3}} -> {"solver.rtol": 1e-3}."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, prefix=f"{name}."))
+            flat.update(flatten(value, prefix=f"{name}."))
         else:
             flat[name] = value
     return flat

@@ -4,10 +4,17 @@ It knows nothing of MNIST or spirals: a ``Task`` (``node_experiments.tasks.base`
 the loss and the metrics; the trainer supplies everything around them, read top to bottom in ``train``:
 seeding, device, optimizer and scheduler, the loop with gradient clipping, counting the solver's function
 evaluations (NFE) forward and backward per batch with ``node_experiments.ode.record_stats``, memory and time,
-a progress bar, TensorBoard / ``metrics.jsonl`` / ``summary.json``, a checkpoint each epoch, resuming, and a
-checkpoint on Ctrl-C.
+a progress bar, TensorBoard / ``metrics.jsonl`` / ``summary.json``, a checkpoint each epoch, and resuming.
 
-Config read here: ``trainer`` (device, max_epochs, seed, num_threads, grad_clip_norm, progress_bar, checkpoint, resume),
+How a run ends is part of its record (``summary.json``'s ``status``): it completes; it diverges (a NaN or
+infinity in the loss, the gradients or the weights, ``divergence``: stopped before a bad step reaches a
+checkpoint); a solve fails (the message says at which epoch and batch); or it is interrupted by Ctrl-C, SIGTERM or
+a preemption signal (``signals``: a checkpoint of the position reached is written first). The run folder is
+checked and held before training (``run_folder``); resuming with other settings is refused or applied as
+``trainer.resume_changes`` says (``resume``).
+
+Config read here: ``trainer`` (device, max_epochs, seed, num_threads, grad_clip_norm, progress_bar, checkpoint, resume,
+resume_changes),
 ``optimizer`` and ``scheduler`` (Hydra ``_target_`` configs; the scheduler is stepped once per epoch),
 ``logger`` (tensorboard, log_every_n_steps) and ``task`` (which ``Task`` to build).
 """
@@ -33,12 +40,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..errors import ConfigError
-from ..ode import SolverStats, record_stats
+from ..errors import ConfigError, DivergedError, SolveFailedError, TrainingStopped
+from ..ode import NonFiniteDerivativeError, SolverError, SolverStats, record_stats
 from ..tasks.base import Task, build_task, to_device
-from .checkpoint import CHECKPOINT_DIR, LAST, capture_rng, load_checkpoint, resolve_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import CHECKPOINT_DIR, LAST, capture_rng, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .divergence import FiniteCheck, Step, advice, check_weights, gradient_norm
 from .meters import Means, SavedTensorBytes
-from .run_logger import SUMMARY_FILE, RunLogger, write_json
+from .resume import restore, resume_changes_mode
+from .run_folder import claim
+from .run_logger import COMPLETED, SUMMARY_FILE, RunLogger, write_json
+from .signals import Interrupted, SignalStop
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +77,17 @@ def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None
     """
     run_dir = Path(run_dir)
     settings = cfg.trainer
-    if settings.max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs={settings.max_epochs} must be at least 1.")
+    resume_mode = resume_changes_mode(settings)
+    resumed_from = resolve_checkpoint(settings.resume) if settings.resume else None
+    with claim(run_dir, settings.resume, settings.checkpoint):
+        return _train(cfg, run_dir, dict(labels or {}), resumed_from, resume_mode)
+
+
+def _train(
+    cfg: DictConfig, run_dir: Path, labels: dict[str, Any], resumed_from: Path | None, resume_mode: str
+) -> dict[str, Any]:
+    """``train`` inside the run folder it holds."""
+    settings = cfg.trainer
     device = resolve_device(settings.device)
     seed_everything(settings.seed)
     if settings.get("num_threads"):  # tiny models run faster on one thread, above all on a busy machine
@@ -79,22 +99,34 @@ def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None
     train_loader, eval_loader = task.dataloaders(generator)
     optimizer = instantiate(cfg.optimizer, params=model.parameters())
     scheduler = instantiate(cfg.scheduler, optimizer=optimizer)
+    config = OmegaConf.to_container(cfg, resolve=True)
     position = Position()
-    resumed_from = None
-    if settings.resume:
-        resumed_from = resolve_checkpoint(settings.resume)
-        position = _restore(load_checkpoint(resumed_from), model, optimizer, scheduler, generator, resumed_from)
+    settings_changed: list[dict[str, Any]] = []  # resumptions with other settings (trainer.resume_changes=apply)
+    last_good = None  # (checkpoint file, where it stands) of the last checkpoint known to be good
+    if resumed_from:
+        saved = load_checkpoint(resumed_from)
+        state, settings_changed = restore(saved, resumed_from, config, resume_mode, model, optimizer, scheduler,
+                                          generator)  # fmt: skip
+        position = Position(**state)
+        last_good = (resumed_from, _where(position))
         log.info("Resumed from %s: %d epochs done, %d batches into the next.", resumed_from, position.epoch,
                  position.batches_done)
+        if len(settings_changed) > len(saved.get("settings_changed", [])):
+            log.warning("Continuing with changed settings (trainer.resume_changes=apply): %s",
+                        settings_changed[-1]["changes"])
 
     logger = RunLogger(run_dir, tensorboard=cfg.logger.tensorboard)
     for record in position.history:  # the resumed run's metrics.jsonl holds the whole history
         logger.epoch(record)
     params = sum(p.numel() for p in model.parameters())
     log.info("%s: %s parameters on %s, %d epochs.", type(model).__name__, f"{params:,}", device, settings.max_epochs)
+    learning_rate = lambda: optimizer.param_groups[0]["lr"]  # noqa: E731
 
     def checkpoint(rng: dict[str, Any]) -> None:
+        nonlocal last_good
         if settings.checkpoint:
+            check_weights(model, f"at {_where(position)}", learning_rate())  # never a NaN checkpoint
+            path = run_dir / CHECKPOINT_DIR / LAST
             save_checkpoint(
                 {
                     "model": model.state_dict(),
@@ -102,65 +134,90 @@ def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None
                     "scheduler": scheduler.state_dict(),
                     "position": asdict(position),
                     "rng": rng,
-                    "config": OmegaConf.to_container(cfg, resolve=True),
+                    "config": config,
+                    "settings_changed": settings_changed,
                 },
-                run_dir / CHECKPOINT_DIR / LAST,
+                path,
             )
+            last_good = (path, _where(position))
 
-    epoch_start_rng = capture_rng(generator)
-    try:
-        while position.epoch < settings.max_epochs:
+    finite = FiniteCheck(device, cfg.logger.log_every_n_steps)
+    stage = "training"  # or "evaluation", "figures": what a failed solve was doing
+    outcome: BaseException | None = None
+    # Outermost, so that summary.json is written before a preemption signal is passed on (under submitit the
+    # handler it replaces requeues the job and exits).
+    with SignalStop() as signals:
+        try:
             epoch_start_rng = capture_rng(generator)  # a checkpoint mid-epoch replays the epoch from here
-            _train_epoch(task, model, optimizer, train_loader, position, logger, cfg, device)
+            try:
+                while position.epoch < settings.max_epochs:
+                    stage = "training"
+                    _train_epoch(task, model, optimizer, train_loader, position, logger, cfg, device, finite, signals)
 
-            model.eval()
-            eval_start = time.perf_counter()
-            with record_stats() as eval_stats:
-                test_metrics = task.evaluate(model, eval_loader)
-            model.train()
-            epoch_scalars = {
-                **{f"test/{name}": value for name, value in test_metrics.items()},
-                "nfe/test_forward": eval_stats.nfe_forward / max(len(eval_loader), 1),
-                "memory/peak_bytes": _peak_memory(device, position.epoch_peak_bytes),
-                "time/epoch_s": position.epoch_time_s,
-                "time/epoch_cpu_s": position.epoch_cpu_s,
-                "time/eval_s": time.perf_counter() - eval_start,
-            }
-            record = {"epoch": position.epoch + 1, "step": position.step,
-                      **Means.from_state(position.epoch_means).means(), **epoch_scalars}
-            logger.scalars(epoch_scalars, position.step)
-            logger.epoch(record)
-            log.info(_describe(record, settings.max_epochs))
-            scheduler.step()
+                    stage = "evaluation"
+                    model.eval()
+                    eval_start = time.perf_counter()
+                    with record_stats() as eval_stats:
+                        test_metrics = task.evaluate(model, eval_loader)
+                    model.train()
+                    epoch_scalars = {
+                        **{f"test/{name}": value for name, value in test_metrics.items()},
+                        "nfe/test_forward": eval_stats.nfe_forward / max(len(eval_loader), 1),
+                        "memory/peak_bytes": _peak_memory(device, position.epoch_peak_bytes),
+                        "time/epoch_s": position.epoch_time_s,
+                        "time/epoch_cpu_s": position.epoch_cpu_s,
+                        "time/eval_s": time.perf_counter() - eval_start,
+                    }
+                    record = {"epoch": position.epoch + 1, "step": position.step,
+                              **Means.from_state(position.epoch_means).means(), **epoch_scalars}
+                    with signals.held():  # the epoch's record, position and checkpoint: all or nothing
+                        logger.scalars(epoch_scalars, position.step)
+                        logger.epoch(record)
+                        log.info(_describe(record, settings.max_epochs))
+                        scheduler.step()
+                        position.history.append(record)
+                        position.train_time_s += position.epoch_time_s
+                        position.train_cpu_s += position.epoch_cpu_s
+                        position.epoch += 1
+                        position.batches_done, position.epoch_means, position.epoch_peak_bytes = 0, {}, 0
+                        position.epoch_time_s = position.epoch_cpu_s = 0.0
+                        epoch_start_rng = capture_rng(generator)
+                        checkpoint(epoch_start_rng)
 
-            position.history.append(record)
-            position.train_time_s += position.epoch_time_s
-            position.train_cpu_s += position.epoch_cpu_s
-            position.epoch += 1
-            position.batches_done, position.epoch_means, position.epoch_peak_bytes = 0, {}, 0
-            position.epoch_time_s = position.epoch_cpu_s = 0.0
-            checkpoint(capture_rng(generator))
-    except KeyboardInterrupt:
-        logger.close()
-        if not settings.checkpoint:
-            log.warning("Interrupted; no checkpoint written (trainer.checkpoint=false).")
+                stage = "figures"
+                for name, figure in task.figures(model, eval_loader).items():
+                    logger.figure(name, figure, position.step)
+                    plt.close(figure)
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM, a preemption signal: keep the position reached
+                finite.flush()
+                checkpoint(epoch_start_rng)
+                raise
+        except SolverError as error:  # a NaN or infinity in the field is a divergence; the rest, a failed solve
+            kind = DivergedError if isinstance(error, NonFiniteDerivativeError) else SolveFailedError
+            message = _solve_failed(error, stage, position, learning_rate())
+            outcome = kind(f"{message} {_last_good(last_good, settings.checkpoint)}")
+            raise outcome from None
+        except TrainingStopped as error:
+            outcome = type(error)(f"{error} {_last_good(last_good, settings.checkpoint)}")
+            raise outcome from None
+        except BaseException as error:
+            outcome = error
+            if isinstance(error, KeyboardInterrupt):
+                _log_interrupted(error, last_good, settings.checkpoint)
             raise
-        checkpoint(epoch_start_rng)
-        log.warning("Interrupted: checkpoint written to %s; continue with trainer.resume=%s",
-                    run_dir / CHECKPOINT_DIR / LAST, run_dir)
-        raise
-
-    for name, figure in task.figures(model, eval_loader).items():
-        logger.figure(name, figure, position.step)
-        plt.close(figure)
-
-    summary = {**_summary(position, params, device, labels or {}, resumed_from), **task.summary(position.history)}
-    logger.hyperparameters(
-        OmegaConf.to_container(cfg, resolve=True),
-        {tag: value for tag, value in position.history[-1].items() if tag.startswith(("test/", "nfe/"))},
-    )
-    logger.close()
-    write_json(run_dir / SUMMARY_FILE, summary)
+        finally:
+            with signals.held():
+                summary = {
+                    **_outcome(outcome),
+                    **_summary(position, params, device, labels, resumed_from),
+                    **(task.summary(position.history) if position.history else {}),
+                    "settings_changed": settings_changed,
+                }
+                if outcome is None:
+                    final = {tag: v for tag, v in position.history[-1].items() if tag.startswith(("test/", "nfe/"))}
+                    logger.hyperparameters(config, final)
+                logger.close()
+                write_json(run_dir / SUMMARY_FILE, summary)
     return summary
 
 
@@ -173,8 +230,14 @@ def _train_epoch(
     logger: RunLogger,
     cfg: DictConfig,
     device: torch.device,
+    finite: FiniteCheck,
+    signals: SignalStop,
 ) -> None:
-    """One pass over the training loader (or the rest of it, after a resume), updating ``position``."""
+    """One pass over the training loader (or the rest of it, after a resume), updating ``position``.
+
+    A stop signal stops the batch in progress, unless it came after the optimizer's step: then it is raised once
+    the batch is counted in ``position`` (``signals.hold``).
+    """
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -190,7 +253,7 @@ def _train_epoch(
     )
     epoch_start = time.perf_counter() - position.epoch_time_s
     epoch_cpu_start = time.process_time() - position.epoch_cpu_s
-    for batch in _skip(loader, position.batches_done):
+    for batch in signals.between(_skip(loader, position.batches_done)):
         step_start = time.perf_counter()
         batch = to_device(batch, device)
         with record_stats() as stats:
@@ -198,8 +261,10 @@ def _train_epoch(
                 loss, metrics = task.training_step(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        if cfg.trainer.grad_clip_norm:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip_norm)
+        grad_norm = gradient_norm(model.parameters(), cfg.trainer.grad_clip_norm)  # clipped when that is set
+        lr = optimizer.param_groups[0]["lr"]
+        finite.step(loss, grad_norm, Step(position.epoch + 1, position.batches_done + 1, len(loader), lr))
+        signals.hold()  # the step and the position that counts it, together: a signal waits for the batch's end
         optimizer.step()
         values = _as_floats({"loss": loss, **metrics})  # one host sync for all the metrics
         if device.type == "cuda":
@@ -216,7 +281,7 @@ def _train_epoch(
             **_nfe(stats),
             "memory/saved_bytes": saved.bytes,
             "time/step_s": step_s,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": lr,
         }
         epoch_means.update(scalars)
         position.epoch_means = epoch_means.state_dict()
@@ -226,6 +291,7 @@ def _train_epoch(
             window = Means()
         bar.set_postfix({**values, "nfe": f"{stats.nfe_forward}/{stats.nfe_backward}"}, refresh=False)
         bar.update()
+    finite.flush()
     if window.sums:
         logger.scalars(window.means(), position.step)
     bar.close()
@@ -264,23 +330,24 @@ def _describe(record: Mapping[str, Any], max_epochs: int) -> str:
 def _summary(
     position: Position, params: int, device: torch.device, labels: Mapping[str, Any], resumed_from: Path | None
 ) -> dict[str, Any]:
-    """summary.json: the final epoch's metrics, NFE per batch and memory, with the run's totals."""
-    last = position.history[-1]
+    """summary.json: the final epoch's metrics, NFE per batch and memory, with the run's totals (null where a run
+    stopped before its first epoch ended)."""
+    last = position.history[-1] if position.history else {}
     return {
         **labels,
         "params": params,
         "epochs": position.epoch,
         **{f"test_{tag[len('test/'):]}": value for tag, value in last.items() if tag.startswith("test/")},
         "train_loss": last.get("train/loss"),
-        "nfe_forward": last["nfe/forward"],
-        "nfe_backward": last["nfe/backward"],
-        "nfe_test_forward": last["nfe/test_forward"],
-        "peak_memory_bytes": max(record["memory/peak_bytes"] for record in position.history),
-        "saved_bytes_per_batch": last["memory/saved_bytes"],
+        "nfe_forward": last.get("nfe/forward"),
+        "nfe_backward": last.get("nfe/backward"),
+        "nfe_test_forward": last.get("nfe/test_forward"),
+        "peak_memory_bytes": max((record["memory/peak_bytes"] for record in position.history), default=None),
+        "saved_bytes_per_batch": last.get("memory/saved_bytes"),
         "train_time_s": position.train_time_s,
-        "epoch_time_s": position.train_time_s / len(position.history),
+        "epoch_time_s": position.train_time_s / len(position.history) if position.history else None,
         "train_cpu_s": position.train_cpu_s,
-        "step_time_s": last["time/step_s"],
+        "step_time_s": last.get("time/step_s"),
         "device": _device_name(device),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
@@ -288,39 +355,75 @@ def _summary(
     }
 
 
-def _restore(
-    checkpoint: Mapping[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    generator: torch.Generator,
-    path: Path,
-) -> Position:
-    """Load a checkpoint's states into the freshly built objects and return its position."""
-    try:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-    except (RuntimeError, ValueError, KeyError) as error:
-        raise ConfigError(
-            f"trainer.resume: the checkpoint {path} does not fit this run's model or optimizer ({error}). Resume "
-            "with the experiment and the model/optimizer settings of the run that wrote it."
-        ) from None
-    restore_rng(checkpoint["rng"], generator)
-    return Position(**checkpoint["position"])
+def _outcome(error: BaseException | None) -> dict[str, Any]:
+    """summary.json's ``status`` (see ``run_logger.COMPLETED``), with the message of a run that did not complete."""
+    if error is None:
+        return {"status": COMPLETED}
+    if isinstance(error, Interrupted):
+        return {"status": "interrupted", "signal": error.name}
+    if isinstance(error, KeyboardInterrupt):
+        return {"status": "interrupted", "signal": "SIGINT"}
+    status = error.status if isinstance(error, TrainingStopped) else "failed"
+    return {"status": status, "message": str(error) or type(error).__name__}
+
+
+def _where(position: Position) -> str:
+    """Where a checkpoint of ``position`` stands, in words."""
+    if position.batches_done:
+        return f"epoch {position.epoch + 1}, after batch {position.batches_done}"
+    return f"the end of epoch {position.epoch}" if position.epoch else "the start"
+
+
+def _last_good(last_good: tuple[Path, str] | None, checkpoints: bool) -> str:
+    """The sentence a stopped run ends with: where its last good checkpoint is, or why there is none."""
+    if last_good is None:
+        why = "trainer.checkpoint=false" if not checkpoints else "the run stopped in its first epoch"
+        return f"No checkpoint was written ({why})."
+    path, where = last_good
+    return (
+        f"The last good checkpoint, at {where}, is kept at {path}: continue from it with "
+        f"trainer.resume={_run_folder(path)} and the settings you change, plus trainer.resume_changes=apply."
+    )
+
+
+def _run_folder(checkpoint: Path) -> Path:
+    """What to give trainer.resume for ``checkpoint``: its run folder when it is that folder's last.pt."""
+    return checkpoint.parent.parent if checkpoint.name == LAST and checkpoint.parent.name == CHECKPOINT_DIR else checkpoint
+
+
+def _solve_failed(error: SolverError, stage: str, position: Position, lr: float) -> str:
+    """The message of a solve that failed, with where in the run it happened and what to try."""
+    if stage == "training":
+        where = f"epoch {position.epoch + 1}, batch {position.batches_done + 1}"
+    else:
+        where = f"the {stage} after epoch {position.epoch + (stage == 'evaluation')}"
+    where += f" (learning rate {lr:.3g})"
+    if isinstance(error, NonFiniteDerivativeError):
+        return f"training diverged at {where}: a solve of the model's ODE met NaN or infinity ({error}).{advice(lr)}"
+    return (
+        f"a solve of the model's ODE failed at {where}: {error} The dynamics may have stiffened or diverged as they "
+        f"trained.{advice(lr)} Raise solver.options.max_num_steps (or solver.adjoint_options.max_num_steps) only if "
+        "the model needs more steps."
+    )
+
+
+def _log_interrupted(error: KeyboardInterrupt, last_good: tuple[Path, str] | None, checkpoints: bool) -> None:
+    """Say how the run stopped and how to continue it (the checkpoint, when written, is of the position reached)."""
+    signal_name = error.name if isinstance(error, Interrupted) else "SIGINT"
+    if last_good is None or not checkpoints:
+        log.warning("Stopped by %s. No checkpoint was written (trainer.checkpoint=false).", signal_name)
+        return
+    path, where = last_good
+    log.warning("Stopped by %s: checkpoint of %s written to %s. Continue with trainer.resume=%s", signal_name, where,
+                path, _run_folder(path))
 
 
 def resolve_device(spec: str) -> torch.device:
-    """``trainer.device``: ``auto`` is CUDA when there is a GPU, else the CPU."""
+    """``trainer.device``: ``auto`` is CUDA when there is a GPU, else the CPU (``node_experiments.validation`` has
+    checked that the device exists)."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"trainer.device={spec!r} is not a device: use auto, cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={spec!r}, but this machine has no CUDA device: use trainer.device=auto.")
-    return device
+    return torch.device(spec)
 
 
 def _device_name(device: torch.device) -> str:

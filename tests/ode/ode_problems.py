@@ -9,8 +9,9 @@ Every problem used by more than one test file is defined here, once:
   ``rtol = atol = 1e-12`` (``scipy_reference``): Van der Pol (mu = 1), Lotka-Volterra on a batch of two
   states, and the cubic spiral ``y' = (y**3) @ A`` of the benchmark;
 - instruments: ``CountingField`` (wraps a vector field, counts its calls and records the times it is called at),
-  ``MLPField`` (a small time-dependent tanh network, the "neural vector field" of the gradient tests), and the
-  method lists, written out here rather than imported so that a wrong ``METHODS`` is caught.
+  ``MLPField`` (a small time-dependent tanh network, the "neural vector field" of the gradient tests),
+  ``DampedOscillator`` (a tuple-state field with parameters), ``gradients_of`` (the gradients of a weighted sum
+  of a solution, for comparing gradient strategies), and the method lists, written out here rather than imported so that a wrong ``METHODS`` is caught.
 
 This module is imported by the test files as ``ode_problems`` (pytest puts ``tests/ode`` on ``sys.path``; the
 directory has no ``__init__.py``).
@@ -305,7 +306,7 @@ class CountingField(nn.Module):
 
     def forward(self, t, y):
         self.calls += 1
-        self.times.append(float(t))
+        self.times.append(float(t.detach()))
         fn = self.inner if hasattr(self, "inner") else self._inner_fn
         return fn(t, y)
 
@@ -324,6 +325,32 @@ class MLPField(nn.Module):
 
     def forward(self, t, y):
         return torch.tanh(y @ self.W1 + t * self.wt + self.b1) @ self.W2 + self.b2
+
+
+class DampedOscillator(nn.Module):
+    """A tuple-state field ``(x, v) -> (v, -k x - c v + tanh(x @ W))`` with parameters k, c, W."""
+
+    def __init__(self):
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(2.0, dtype=torch.float64))
+        self.c = nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
+        self.W = nn.Parameter(torch.tensor([[0.5, -0.2], [0.1, 0.4]], dtype=torch.float64))
+
+    def forward(self, t, state):
+        x, v = state
+        return v, -self.k * x - self.c * v + torch.tanh(x @ self.W)
+
+
+def gradients_of(solver, func, y0, t, weights, params, **kwargs):
+    """Gradients of ``sum(weights * solution)`` w.r.t. ``y0`` (tensor or tuple), ``t`` and ``params``."""
+    ys = solver(func, y0, t, **kwargs)
+    if isinstance(ys, tuple):
+        loss = sum((y * w).sum() for y, w in zip(ys, weights))
+        inputs = (*y0, t, *params)
+    else:
+        loss = (ys * weights).sum()
+        inputs = (y0, t, *params)
+    return torch.autograd.grad(loss, inputs)
 
 
 # --------------------------------------------------------------------------------------------------------------

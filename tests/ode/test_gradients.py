@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ode_problems import MLPField, rel_error
-from torch import nn
+from ode_problems import DampedOscillator, MLPField, gradients_of, rel_error
 
-from node_experiments.ode import odeint, odeint_adjoint
+from node_experiments.ode import SolverError, odeint, odeint_adjoint, record_stats
 
 GRAD_RTOL = 1e-6  # adjoint vs direct, relative
 
@@ -87,18 +86,6 @@ def test_gradcheck_tuple_state():
 
 
 # ------------------------------------------------------------------------------------------ adjoint vs direct
-def _gradients(solver, func, y0, t, weights, params, **kwargs):
-    """Gradients of ``sum(weights * solution)`` w.r.t. ``y0`` (tensor or tuple), ``t`` and ``params``."""
-    ys = solver(func, y0, t, **kwargs)
-    if isinstance(ys, tuple):
-        loss = sum((y * w).sum() for y, w in zip(ys, weights))
-        inputs = (*y0, t, *params)
-    else:
-        loss = (ys * weights).sum()
-        inputs = (y0, t, *params)
-    return torch.autograd.grad(loss, inputs)
-
-
 def _assert_agree(direct, adjoint, names):
     for name, g_direct, g_adjoint in zip(names, direct, adjoint):
         err = rel_error(g_adjoint, g_direct)
@@ -123,8 +110,8 @@ def test_adjoint_matches_direct_backprop(method, tol, reverse):
     func, y0, t, weights = _mlp_problem(reverse)
     params = tuple(func.parameters())
     kwargs = dict(rtol=tol, atol=tol, method=method)
-    direct = _gradients(odeint, func, y0, t, weights, params, **kwargs)
-    adjoint = _gradients(odeint_adjoint, func, y0, t, weights, params, **kwargs)
+    direct = gradients_of(odeint, func, y0, t, weights, params, **kwargs)
+    adjoint = gradients_of(odeint_adjoint, func, y0, t, weights, params, **kwargs)
     names = ["y0", "t"] + [name for name, _ in func.named_parameters()]
     _assert_agree(direct, adjoint, names)
 
@@ -137,23 +124,9 @@ def test_adjoint_loss_on_some_outputs_only():
     weights[-1] = 0.0
     params = tuple(func.parameters())
     kwargs = dict(rtol=1e-10, atol=1e-10)
-    direct = _gradients(odeint, func, y0, t, weights, params, **kwargs)
-    adjoint = _gradients(odeint_adjoint, func, y0, t, weights, params, **kwargs)
+    direct = gradients_of(odeint, func, y0, t, weights, params, **kwargs)
+    adjoint = gradients_of(odeint_adjoint, func, y0, t, weights, params, **kwargs)
     _assert_agree(direct, adjoint, ["y0", "t"] + [n for n, _ in func.named_parameters()])
-
-
-class DampedOscillator(nn.Module):
-    """A tuple-state field ``(x, v) -> (v, -k x - c v + tanh(x @ W))`` with parameters k, c, W."""
-
-    def __init__(self):
-        super().__init__()
-        self.k = nn.Parameter(torch.tensor(2.0, dtype=torch.float64))
-        self.c = nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
-        self.W = nn.Parameter(torch.tensor([[0.5, -0.2], [0.1, 0.4]], dtype=torch.float64))
-
-    def forward(self, t, state):
-        x, v = state
-        return v, -self.k * x - self.c * v + torch.tanh(x @ self.W)
 
 
 def test_adjoint_matches_direct_backprop_tuple_state():
@@ -166,8 +139,8 @@ def test_adjoint_matches_direct_backprop_tuple_state():
                torch.randn(3, 2, 2, generator=gen, dtype=torch.float64))  # fmt: skip
     params = tuple(func.parameters())
     kwargs = dict(rtol=1e-10, atol=1e-10)
-    direct = _gradients(odeint, func, (x0, v0), t, weights, params, **kwargs)
-    adjoint = _gradients(odeint_adjoint, func, (x0, v0), t, weights, params, **kwargs)
+    direct = gradients_of(odeint, func, (x0, v0), t, weights, params, **kwargs)
+    adjoint = gradients_of(odeint_adjoint, func, (x0, v0), t, weights, params, **kwargs)
     _assert_agree(direct, adjoint, ["x0", "v0", "t", "k", "c", "W"])
 
 
@@ -179,16 +152,16 @@ def test_adjoint_with_explicit_adjoint_params_for_a_plain_function():
     t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64, requires_grad=True)
     weights = torch.tensor([[0.0, 0.0], [1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
     kwargs = dict(rtol=1e-10, atol=1e-10)
-    direct = _gradients(odeint, func, y0, t, weights, (A,), **kwargs)
-    adjoint = _gradients(odeint_adjoint, func, y0, t, weights, (A,), adjoint_params=(A,), **kwargs)
+    direct = gradients_of(odeint, func, y0, t, weights, (A,), **kwargs)
+    adjoint = gradients_of(odeint_adjoint, func, y0, t, weights, (A,), adjoint_params=(A,), **kwargs)
     _assert_agree(direct, adjoint, ["y0", "t", "A"])
 
 
 def test_adjoint_with_different_adjoint_method_and_tolerances():
     func, y0, t, weights = _mlp_problem()
     params = tuple(func.parameters())
-    direct = _gradients(odeint, func, y0, t, weights, params, rtol=1e-10, atol=1e-10)
-    adjoint = _gradients(
+    direct = gradients_of(odeint, func, y0, t, weights, params, rtol=1e-10, atol=1e-10)
+    adjoint = gradients_of(
         odeint_adjoint, func, y0, t, weights, params, rtol=1e-10, atol=1e-10,
         adjoint_method="dopri8", adjoint_rtol=1e-11, adjoint_atol=1e-11,
     )  # fmt: skip
@@ -208,8 +181,8 @@ def test_adjoint_fixed_step_method():
     func, y0, t, weights = _mlp_problem()
     params = tuple(func.parameters())
     kwargs = dict(method="rk4", options={"step_size": 0.005})
-    direct = _gradients(odeint, func, y0, t, weights, params, **kwargs)
-    adjoint = _gradients(odeint_adjoint, func, y0, t, weights, params, **kwargs)
+    direct = gradients_of(odeint, func, y0, t, weights, params, **kwargs)
+    adjoint = gradients_of(odeint_adjoint, func, y0, t, weights, params, **kwargs)
     for g_direct, g_adjoint in zip(direct, adjoint):
         assert rel_error(g_adjoint, g_direct) <= 1e-6
 
@@ -235,3 +208,66 @@ def test_adjoint_memory_does_not_grow_with_steps():
     direct = [_saved_bytes(odeint, tol) for tol in (1e-3, 1e-8)]
     assert adjoint[0] == adjoint[1], adjoint
     assert direct[1] > 2 * direct[0], direct
+
+
+# --------------------------------------------------------------------------------- the adjoint's backward solve
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reversed"])
+def test_adjoint_backward_solve_carries_on_across_output_times(reverse):
+    """One backward solve across 40 output times, closer together than the steps want to be: it lands on each
+    (to add that output's gradient) and carries its step size on, so each interval costs one step of dopri5 (six
+    new stages, plus the first stage anew after the jump), not a new solve with an initial-step guess (eight)."""
+    func = MLPField(dim=2, hidden=16, seed=1)
+    gen = torch.Generator().manual_seed(2)
+    y0 = torch.randn(3, 2, generator=gen, dtype=torch.float64).requires_grad_(True)
+    t = torch.linspace(0.0, 0.8, 41, dtype=torch.float64)
+    t = t.flip(0) if reverse else t
+    weights = torch.randn(41, 3, 2, generator=gen, dtype=torch.float64)
+    with record_stats() as stats:
+        (odeint_adjoint(func, y0, t, rtol=1e-6, atol=1e-6) * weights).sum().backward()
+    assert stats.backward_solves == 1
+    assert stats.backward_accepted_steps == 40, "one step per output interval"
+    assert stats.nfe_backward <= 7 * 40 + 2, stats
+
+
+@pytest.mark.parametrize("method, tol", [("dopri5", 1e-10), ("rk4", None)])
+def test_adjoint_matches_direct_backprop_at_many_output_times(method, tol):
+    """Thirty output times, each with its own incoming gradient; rk4 steps on a grid that restarts at every output."""
+    func = MLPField(dim=2, hidden=16, seed=1)
+    gen = torch.Generator().manual_seed(2)
+    y0 = torch.randn(3, 2, generator=gen, dtype=torch.float64).requires_grad_(True)
+    t = (torch.linspace(0.0, 1.0, 30, dtype=torch.float64) ** 1.5).requires_grad_(True)
+    weights = torch.randn(30, 3, 2, generator=gen, dtype=torch.float64)
+    kwargs = dict(rtol=tol, atol=tol) if tol else dict(method=method, options={"step_size": 0.005})
+    params = tuple(func.parameters())
+    direct = gradients_of(odeint, func, y0, t, weights, params, **kwargs)
+    adjoint = gradients_of(odeint_adjoint, func, y0, t, weights, params, **kwargs)
+    _assert_agree(direct, adjoint, ["y0", "t"] + [n for n, _ in func.named_parameters()])
+
+
+def test_adjoint_with_a_callable_forward_norm():
+    """A norm written for the forward state is not handed to the backward solve, whose state is a (state, adjoint,
+    parameter gradients) tuple; the backward solve uses its default norm."""
+    func, y0, t, weights = _mlp_problem()
+    calls = 0
+
+    def max_norm(scaled_error: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return scaled_error.abs().max()
+
+    params = tuple(func.parameters())
+    kwargs = dict(rtol=1e-10, atol=1e-10)
+    direct = gradients_of(odeint, func, y0, t, weights, params, options={"norm": max_norm}, **kwargs)
+    ys = odeint_adjoint(func, y0, t, options={"norm": max_norm}, **kwargs)
+    forward_calls = calls
+    adjoint = torch.autograd.grad((ys * weights).sum(), (y0, t, *params))
+    assert calls == forward_calls > 0, "the forward norm is not called by the backward solve"
+    _assert_agree(direct, adjoint, ["y0", "t"] + [n for n, _ in func.named_parameters()])
+
+
+def test_adjoint_refuses_a_double_backward():
+    func, y0, t, weights = _mlp_problem()
+    ys = odeint_adjoint(func, y0, t, rtol=1e-6, atol=1e-6)
+    with pytest.raises(SolverError, match="create_graph=True") as info:
+        torch.autograd.grad((ys * weights).sum(), y0, create_graph=True)
+    assert "odeint_adjoint" in str(info.value) and "'backprop'" in str(info.value)
