@@ -23,6 +23,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
+from ..training.threads import configure_threads
 
 
 def run_study(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -35,4 +36,5 @@ def run_study(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | 
             f"study._target_={target!r} does not name an importable function ({error}). A study config names "
             "one such as node_experiments.studies.nfe_study.run_nfe_study."
         ) from None
+    configure_threads(cfg.trainer.get("num_threads", 1))
     return study(cfg, Path(run_dir), dict(labels or {}))

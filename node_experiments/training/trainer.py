@@ -7,6 +7,10 @@ evaluations (NFE) forward and backward per batch with ``node_experiments.ode.rec
 a progress bar, TensorBoard / ``metrics.jsonl`` / ``summary.json``, a checkpoint each epoch, resuming, and a
 checkpoint on Ctrl-C.
 
+The step waits for nothing it does not need (docs/performance.md): the loss and metrics stay on the device and
+are read back once per logging interval, the device is synchronised only there (where the clocks are read), and
+the bytes saved for backward are counted on a sample of steps. Per-epoch means stay exact: every step is summed.
+
 Config read here: ``trainer`` (device, max_epochs, seed, num_threads, grad_clip_norm, progress_bar, checkpoint, resume),
 ``optimizer`` and ``scheduler`` (Hydra ``_target_`` configs; the scheduler is stepped once per epoch),
 ``logger`` (tensorboard, log_every_n_steps) and ``task`` (which ``Task`` to build).
@@ -15,7 +19,6 @@ Config read here: ``trainer`` (device, max_epochs, seed, num_threads, grad_clip_
 from __future__ import annotations
 
 import logging
-import math
 import random
 import sys
 import time
@@ -40,6 +43,7 @@ from ..tasks.base import Task, build_task, to_device
 from .checkpoint import CHECKPOINT_DIR, LAST, capture_rng, load_checkpoint, resolve_checkpoint, restore_rng, save_checkpoint
 from .meters import Means, SavedTensorBytes, StepSums
 from .run_logger import SUMMARY_FILE, RunLogger, write_json
+from .threads import configure_threads
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +75,7 @@ def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None
         raise ConfigError(f"trainer.max_epochs={settings.max_epochs} must be at least 1.")
     device = resolve_device(settings.device)
     seed_everything(settings.seed)
-    if settings.get("num_threads"):  # tiny models run faster on one thread, above all on a busy machine
-        torch.set_num_threads(settings.num_threads)
+    configure_threads(settings.get("num_threads", 1))
 
     task = build_task(cfg, device)
     model = task.build_model().to(device)
