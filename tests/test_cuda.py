@@ -59,7 +59,7 @@ def solve_and_differentiate(device: torch.device, method: str, gradient: str):
     t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64, device=device)
     options = {"step_size": 0.01} if method in FIXED_STEP_METHODS else {}
     with record_stats() as stats:
-        ys = GRADIENT_MODES[gradient](field, y0, t, rtol=1e-8, atol=1e-10, method=method, options=options)
+        ys = GRADIENT_MODES[gradient](field, y0, t, rtol=1e-5, atol=1e-5, method=method, options=options)
         ys.square().sum().backward()
     return ys.detach(), (y0.grad, field.A.grad, field.b.grad), stats
 
@@ -70,9 +70,11 @@ def test_the_solver_on_cuda_tensors_matches_the_cpu(method: str, gradient: str) 
     ys, grads, stats = solve_and_differentiate(CUDA, method, gradient)
     cpu_ys, cpu_grads, _ = solve_and_differentiate(torch.device("cpu"), method, gradient)
     assert ys.device.type == "cuda" and all(g.device.type == "cuda" for g in grads)
-    torch.testing.assert_close(ys.cpu(), cpu_ys, rtol=1e-6, atol=1e-8)
+    # The same arithmetic in float64: equal up to rounding or, should rounding flip a step decision, within ten
+    # times the solver's tolerance.
+    torch.testing.assert_close(ys.cpu(), cpu_ys, rtol=1e-4, atol=1e-6)
     for grad, cpu_grad in zip(grads, cpu_grads):
-        torch.testing.assert_close(grad.cpu(), cpu_grad, rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(grad.cpu(), cpu_grad, rtol=1e-4, atol=1e-6)
     assert stats.nfe_forward > 0 and (stats.nfe_backward > 0) == (gradient == "adjoint")
 
 
