@@ -86,6 +86,21 @@ def test_offsets_come_from_torchs_generator() -> None:
     assert not torch.equal(random_offsets(64, PADDING), first)
 
 
+def test_the_batches_are_those_of_the_per_image_torchvision_pipeline(tiny_data_root: Path) -> None:
+    """Not only the same distribution: on the CPU torch draws a batch's offsets in the order torchvision draws them
+    image by image, so from the same generator states the batches are the same, pixel for pixel."""
+    data = mnist_data(tiny_data_root, "data.batch_size=16")
+    per_image = load_image_dataset("MNIST", tiny_data_root, train=True, download=False,
+                                   transform=transforms.Compose([transforms.RandomCrop(28, padding=4), TF.to_tensor]))
+    torch.manual_seed(7)
+    expected = list(DataLoader(per_image, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    torch.manual_seed(7)
+    batches = list(image_classification_loaders(data, torch.Generator().manual_seed(0))[0])
+    assert len(batches) == len(expected) == 4
+    for (images, labels), (expected_images, expected_labels) in zip(batches, expected):
+        assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+
+
 def mnist_data(data_root: Path, *overrides: str):
     return compose("mnist_mlp", [f"data.root={data_root}", "data.download=false", *overrides]).data
 

@@ -5,7 +5,9 @@ the original size whose top-left corner is drawn uniformly, row and column indep
 the offsets of a whole batch are drawn in one call (``random_offsets``) and the crops are cut as tensor operations
 on whatever device the images are on (``crop_padded``): one padding and one gather for the batch instead of a PIL
 round trip per image. The offsets follow the same distribution as torchvision's (``tests/test_images.py`` compares
-the two), and the pixels of a crop at given offsets are torchvision's exactly.
+the two), and the pixels of a crop at given offsets are torchvision's exactly. On the CPU torch even draws a
+batch's offsets in the order torchvision draws them image by image, so from the same generator state the batches
+are the very ones the per-image pipeline gave.
 """
 
 from __future__ import annotations
