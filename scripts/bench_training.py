@@ -42,6 +42,7 @@ from torch import nn
 from node_experiments.errors import RunError
 from node_experiments.models.ode_block import ODEBlock
 from node_experiments.tasks.base import Task, build_task, to_device
+from node_experiments.training import resolve_device
 from node_experiments.training.threads import configure_threads
 
 try:
@@ -256,7 +257,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per library and case")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads; default: trainer.num_threads")
     parser.add_argument("--threads-check", action="store_true", help="the thread setting against one thread")
     parser.add_argument("--background", type=int, default=1, help="spinning processes during --threads-check")
@@ -264,8 +265,8 @@ def main() -> None:
     unknown = set(args.cases.split(",")) - set(CASES)
     if unknown:
         parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
-    device = torch.device(args.device)
     try:
+        device = resolve_device(args.device)
         threads = configure_threads(compose_default_threads() if args.threads is None else args.threads)
         if args.threads_check:
             threads_check(args, device, threads)
