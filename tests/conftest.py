@@ -7,7 +7,8 @@ Other test modules (and other kinds of experiment) reuse these:
 - ``tiny_overrides(data_root, run_dir)``: the command-line overrides that make any MNIST experiment run in
   seconds on that data (4 batches of 16, one epoch, no progress bar, the given run folder).
 - ``run_node_run(args)``: run the installed ``node-run`` console script in a subprocess.
-- ``compose(experiment, overrides)``: the composed config of an experiment, through Hydra's compose API.
+- ``compose(experiment, overrides)``: the composed config of an experiment, through Hydra's compose API;
+  ``mnist_data_config(data_root, *overrides)``: the MNIST ``data`` group on the tiny data.
 
 Every test runs torch on one thread (``single_thread``, autouse), and so does every ``node-run`` started by
 ``run_node_run``: the tensors of the tests are tiny, and on a CPU shared with other processes a second OpenMP
@@ -108,3 +109,8 @@ def compose(experiment: str, overrides: list[str] = ()) -> DictConfig:
     """The config of ``node-run experiment=<experiment> <overrides>``, without the ``hydra`` node."""
     with initialize_config_module("node_experiments.configs", version_base="1.3"):
         return hydra_compose("config", overrides=[f"experiment={experiment}", *overrides])
+
+
+def mnist_data_config(data_root: Path, *overrides: str) -> DictConfig:
+    """The ``data`` group of the MNIST experiments, reading the tiny data at ``data_root``."""
+    return compose("mnist_mlp", [f"data.root={data_root}", "data.download=false", *overrides]).data

@@ -18,12 +18,11 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_overrides
+from conftest import mnist_data_config, tiny_overrides
 from node_experiments.data.augment import crop_padded, random_offsets
 from node_experiments.data.images import image_classification_loaders
 from node_experiments.ode import FIXED_STEP_METHODS, METHODS, odeint, odeint_adjoint, record_stats
 from node_experiments.training import train
-from test_images import mnist_data
 from test_trainer import tiny_config
 
 pytestmark = pytest.mark.skipif(
@@ -100,7 +99,7 @@ def test_the_batch_crop_on_cuda_equals_the_cpu_crop() -> None:
 
 
 def test_cuda_batches_equal_cpu_batches(tiny_data_root: Path) -> None:
-    data = mnist_data(tiny_data_root, "data.batch_size=16")
+    data = mnist_data_config(tiny_data_root, "data.batch_size=16")
     batches = {}
     for device in (torch.device("cpu"), CUDA):
         torch.manual_seed(0)

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
-from conftest import compose
+from conftest import mnist_data_config
 from node_experiments.data.augment import crop_padded, random_offsets
 from node_experiments.data.images import DeviceBatches, ImageTensors, image_classification_loaders, load_image_dataset
 from node_experiments.errors import ConfigError
@@ -89,7 +89,7 @@ def test_offsets_come_from_torchs_generator() -> None:
 def test_the_batches_are_those_of_the_per_image_torchvision_pipeline(tiny_data_root: Path) -> None:
     """Not only the same distribution: on the CPU torch draws a batch's offsets in the order torchvision draws them
     image by image, so from the same generator states the batches are the same, pixel for pixel."""
-    data = mnist_data(tiny_data_root, "data.batch_size=16")
+    data = mnist_data_config(tiny_data_root, "data.batch_size=16")
     per_image = load_image_dataset("MNIST", tiny_data_root, train=True, download=False,
                                    transform=transforms.Compose([transforms.RandomCrop(28, padding=4), TF.to_tensor]))
     torch.manual_seed(7)
@@ -101,12 +101,8 @@ def test_the_batches_are_those_of_the_per_image_torchvision_pipeline(tiny_data_r
         assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
 
 
-def mnist_data(data_root: Path, *overrides: str):
-    return compose("mnist_mlp", [f"data.root={data_root}", "data.download=false", *overrides]).data
-
-
 def test_unaugmented_batches_equal_torchvisions_to_tensor(tiny_data_root: Path) -> None:
-    data = mnist_data(tiny_data_root, "data.random_crop_padding=0", "data.batch_size=16")
+    data = mnist_data_config(tiny_data_root, "data.random_crop_padding=0", "data.batch_size=16")
     train_batches, test_batches = image_classification_loaders(data, torch.Generator().manual_seed(0))
     reference = load_image_dataset("MNIST", tiny_data_root, train=False, download=False, transform=TF.to_tensor)
     expected = torch.stack([reference[i][0] for i in range(len(reference))])
@@ -117,7 +113,7 @@ def test_unaugmented_batches_equal_torchvisions_to_tensor(tiny_data_root: Path) 
 
 
 def test_the_training_loader_shuffles_with_the_given_generator(tiny_data_root: Path) -> None:
-    data = mnist_data(tiny_data_root, "data.random_crop_padding=0")
+    data = mnist_data_config(tiny_data_root, "data.random_crop_padding=0")
     first = [labels for _, labels in image_classification_loaders(data, torch.Generator().manual_seed(0))[0]]
     again = [labels for _, labels in image_classification_loaders(data, torch.Generator().manual_seed(0))[0]]
     other = [labels for _, labels in image_classification_loaders(data, torch.Generator().manual_seed(1))[0]]
@@ -132,4 +128,4 @@ def test_the_training_loader_shuffles_with_the_given_generator(tiny_data_root: P
 )  # fmt: skip
 def test_bad_image_settings_are_named(tiny_data_root: Path, override: str, phrase: str) -> None:
     with pytest.raises(ConfigError, match=phrase):
-        image_classification_loaders(mnist_data(tiny_data_root, override), torch.Generator())
+        image_classification_loaders(mnist_data_config(tiny_data_root, override), torch.Generator())

@@ -32,7 +32,7 @@ def crop_padded(images: torch.Tensor, offsets: torch.Tensor, padding: int) -> to
     batch, channels, height, width = images.shape
     padded = F.pad(images, (padding, padding, padding, padding))
     padded_width = width + 2 * padding
-    offsets = offsets.to(images.device)
+    offsets = offsets.to(images.device, non_blocking=True)
     rows = offsets[:, :1] + torch.arange(height, device=images.device)  # (B, H)
     columns = offsets[:, 1:] + torch.arange(width, device=images.device)  # (B, W)
     flat_index = (rows[:, :, None] * padded_width + columns[:, None, :]).view(batch, 1, height * width)
