@@ -63,12 +63,12 @@ def load_image_tensors(
     """
     dataset = load_image_dataset(name, root, train=train, download=download)
     images, labels = getattr(dataset, "data", None), getattr(dataset, "targets", None)
-    if images is None or labels is None:
+    images = None if images is None else torch.as_tensor(images)
+    if images is None or labels is None or images.dtype != torch.uint8:
         raise ConfigError(
-            f"data.dataset={name!r} does not hold its images as one array (.data and .targets): use a data set with "
-            "the MNIST layout, such as MNIST or FashionMNIST."
+            f"data.dataset={name!r} does not hold its images as one array of bytes (.data, uint8, and .targets): use "
+            "a data set with the MNIST layout, such as MNIST or FashionMNIST."
         )
-    images = torch.as_tensor(images)
     if images.dim() == 3:  # (N, H, W): one channel
         images = images.unsqueeze(1)
     return images.contiguous(), torch.as_tensor(labels, dtype=torch.long)
