@@ -1,20 +1,23 @@
 """Benchmark whole training steps: the project's solver against torchdiffeq on the same network, weights and batches.
 
-    python scripts/bench_training.py --data-root /path/to/mnist [--steps 12] [--cases odenet,rknet,resnet,latent_ode]
-    python scripts/bench_training.py --data-root /path/to/mnist --threads-check [--background 1]
+    python scripts/bench_training.py --data-root /path/to/mnist [--steps 12] [--cases odenet,latent_ode] [--device cuda]
+    python scripts/bench_training.py --data-root /path/to/mnist --threads-check --threads 2 [--background 1]
 
 Each case builds the experiment's own task, model and data through the project's configs (``mnist_odenet``: real
 MNIST batches of 128, dopri5 at rtol = atol = 1e-3, adjoint gradients; ``mnist_rknet``: the same, backpropagating
-through the solver; ``mnist_resnet``; ``spiral_latent_ode``: a batch of 100 spirals), then copies the model and
-plugs torchdiffeq's ``odeint_adjoint`` / ``odeint`` into every ODE block of the copy. The two copies start from the
-same weights and take training steps (forward, loss, backward, optimizer step) on the same batches, alternating
-step by step in this process (the order swapped each round), so that machine load falls on both alike. Printed:
+through the solver; ``mnist_resnet``; ``mnist_mlp``; ``spiral_latent_ode``: batches of 100 spirals), then copies
+the model and plugs torchdiffeq's ``odeint_adjoint`` / ``odeint`` into every ODE block of the copy (how a block
+computes gradients is read in one place, ``gradient_mode``). The two copies start from the same weights and take
+training steps (forward, loss, backward, optimizer step) on the same batches, alternating step by step in this
+process (the order swapped each round), so that machine load falls on both alike. Models without an ODE block run
+alone. Printed:
 medians of CPU time (all threads of the process) and wall time per step, our time over torchdiffeq's, and NFE per
 step; on CUDA also GPU time per step (CUDA events) and peak memory allocated.
 
-``--threads-check`` times the ODE-Net step with our solver at the default thread setting (``trainer.num_threads``,
-or ``--threads``) against one thread, alternating, while ``--background`` spinning processes (nice 19) keep cores
-busy: the default must not turn contention into a collapse.
+``--threads-check`` times a case's step (the ODE-Net's unless ``--cases`` says otherwise) with our solver at the
+default thread setting (``trainer.num_threads``, or ``--threads``) against one thread, alternating, while
+``--background`` spinning processes (nice 19) keep cores busy: the default must not turn contention into a
+collapse.
 
 torchdiffeq is optional (``pip install -e '.[bench]'``); without it our figures are printed alone.
 """
@@ -50,7 +53,10 @@ try:
 except ImportError:  # the optional `bench` extra
     torchdiffeq = None
 
-CASES = {"odenet": "mnist_odenet", "rknet": "mnist_rknet", "resnet": "mnist_resnet", "latent_ode": "spiral_latent_ode"}
+CASES = {
+    "odenet": "mnist_odenet", "rknet": "mnist_rknet", "resnet": "mnist_resnet", "mlp": "mnist_mlp",
+    "latent_ode": "spiral_latent_ode",
+}  # fmt: skip
 OURS, THEIRS = "node-experiments", "torchdiffeq"
 
 
@@ -195,24 +201,26 @@ def step_table(args: argparse.Namespace, device: torch.device) -> None:
 
 
 def threads_check(args: argparse.Namespace, device: torch.device, threads: int) -> None:
-    """The ODE-Net step (our solver) with ``threads`` threads against one thread, under background load."""
-    task, model, batches, cfg = build_case(CASES["odenet"], args, device)
-    runners = runners_for(model, cfg, [OURS, OURS])
-    runners[0].name, runners[1].name = f"{threads} thread(s)", "1 thread"
-    settings = {id(runners[0]): threads, id(runners[1]): 1}
+    """Each case's step (our solver) with ``threads`` threads against one thread, under background load."""
+    rows = []
     with background_load(args.background):
-        for index, batch in enumerate(batches):
-            for runner in runners if index % 2 == 0 else runners[::-1]:
-                torch.set_num_threads(settings[id(runner)])
-                training_step(task, runner, batch, seed=index, device=device)
-            if index + 1 == args.warmup:
-                for runner in runners:
-                    runner.samples.clear()
-    one = runners[1]
-    rows = [{"case": "odenet threads", "library": runner.name, **{key: runner.median(key) for key in runner.samples},
-             **{f"over 1 thread {key}": runner.median(key) / one.median(key) for key in ("cpu_s", "wall_s")}}
-            for runner in runners]  # fmt: skip
-    print(f"background: {args.background} spinning process(es) at nice 19; {len(one.samples['cpu_s'])} paired steps")
+        for case in args.cases.split(","):
+            task, model, batches, cfg = build_case(CASES[case], args, device)
+            runners = runners_for(model, cfg, [OURS, OURS])
+            runners[0].name, runners[1].name = f"{threads} threads", "1 thread"
+            counts = {id(runners[0]): threads, id(runners[1]): 1}
+            for index, batch in enumerate(batches):
+                for runner in runners if index % 2 == 0 else runners[::-1]:
+                    torch.set_num_threads(counts[id(runner)])
+                    training_step(task, runner, batch, seed=index, device=device)
+                if index + 1 == args.warmup:
+                    for runner in runners:
+                        runner.samples.clear()
+            one = runners[1]
+            rows += [{"case": case, "threads": runner.name, **{key: runner.median(key) for key in runner.samples},
+                      **{f"over 1 thread {key}": runner.median(key) / one.median(key) for key in ("cpu_s", "wall_s")}}
+                     for runner in runners]  # fmt: skip
+    print(f"background: {args.background} spinning process(es) at nice 19; {args.steps} paired steps per case\n")
     print_table(rows)
 
 
@@ -240,6 +248,8 @@ def print_table(rows: list[dict]) -> None:
     columns = list(dict.fromkeys(key for row in rows for key in row))
 
     def fmt(value: Any) -> str:
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
         if isinstance(value, float):
             return f"{value:.3g}" if abs(value) < 0.01 or abs(value) >= 1000 else f"{value:.3f}"
         return "" if value is None else str(value)
@@ -254,7 +264,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=os.environ.get("NODE_DATA_DIR", "data"),
                         help="folder holding MNIST/raw (default: $NODE_DATA_DIR, else ./data)")  # fmt: skip
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
+    parser.add_argument("--cases", help=f"comma-separated, of: {', '.join(CASES)} (default: all; odenet with "
+                        "--threads-check)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=12, help="timed steps per library and case")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -262,6 +273,7 @@ def main() -> None:
     parser.add_argument("--threads-check", action="store_true", help="the thread setting against one thread")
     parser.add_argument("--background", type=int, default=1, help="spinning processes during --threads-check")
     args = parser.parse_args()
+    args.cases = args.cases or ("odenet" if args.threads_check else ",".join(CASES))
     unknown = set(args.cases.split(",")) - set(CASES)
     if unknown:
         parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
