@@ -108,6 +108,7 @@ class Runner:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     counter: CallCounter
+    threads: int | None = None  # torch threads for this runner's steps; None: leave the setting alone
     samples: dict[str, list[float]] = field(default_factory=dict)
 
     def record(self, **values: float) -> None:
@@ -122,6 +123,8 @@ def training_step(task: Task, runner: Runner, batch: Any, seed: int, device: tor
     """One optimizer step on ``batch``, timed; ``seed`` makes a random step (the latent ODE's sample) the same for
     both libraries."""
     torch.manual_seed(seed)
+    if runner.threads:
+        torch.set_num_threads(runner.threads)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
@@ -207,15 +210,9 @@ def threads_check(args: argparse.Namespace, device: torch.device, threads: int) 
         for case in args.cases.split(","):
             task, model, batches, cfg = build_case(CASES[case], args, device)
             runners = runners_for(model, cfg, [OURS, OURS])
-            runners[0].name, runners[1].name = f"{threads} threads", "1 thread"
-            counts = {id(runners[0]): threads, id(runners[1]): 1}
-            for index, batch in enumerate(batches):
-                for runner in runners if index % 2 == 0 else runners[::-1]:
-                    torch.set_num_threads(counts[id(runner)])
-                    training_step(task, runner, batch, seed=index, device=device)
-                if index + 1 == args.warmup:
-                    for runner in runners:
-                        runner.samples.clear()
+            for runner, count in zip(runners, (threads, 1)):
+                runner.name, runner.threads = f"{count} thread{'s' if count > 1 else ''}", count
+            alternate(task, runners, batches, args.warmup, device)
             one = runners[1]
             rows += [{"case": case, "threads": runner.name, **{key: runner.median(key) for key in runner.samples},
                       **{f"over 1 thread {key}": runner.median(key) / one.median(key) for key in ("cpu_s", "wall_s")}}
