@@ -32,8 +32,11 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -m ''
 
+# The training-step benchmark reads real MNIST: `make bench BENCH_ARGS="--data-root /path/to/data"` (default: ./data).
+BENCH_ARGS ?= --data-root data
 bench: setup
 	$(PY) scripts/bench_solver.py
+	$(PY) scripts/bench_training.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

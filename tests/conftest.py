@@ -10,7 +10,8 @@ Other test modules (and other kinds of experiment) reuse these:
 - ``run_node_run(args, env)``: run the installed ``node-run`` console script in a subprocess (tests that do are
   marked ``e2e``).
 - ``sweep_jobs(output_dir)``: the job folders of the one sweep written under ``<output_dir>/multirun``.
-- ``compose(experiment, overrides)``: the composed config of an experiment, through Hydra's compose API.
+- ``compose(experiment, overrides)``: the composed config of an experiment, through Hydra's compose API;
+  ``mnist_data_config(data_root, *overrides)``: the MNIST ``data`` group on the tiny data.
 
 Every test runs torch on one thread (``single_thread``, autouse), and so does every ``node-run`` started by
 ``run_node_run``: the tensors of the tests are tiny, and on a CPU shared with other processes a second OpenMP
@@ -120,3 +121,13 @@ def compose(experiment: str, overrides: list[str] = ()) -> DictConfig:
     """The config of ``node-run experiment=<experiment> <overrides>``, without the ``hydra`` node."""
     with initialize_config_module("node_experiments.configs", version_base="1.3"):
         return hydra_compose("config", overrides=[f"experiment={experiment}", *overrides])
+
+
+def mnist_data_config(data_root: Path, *overrides: str) -> DictConfig:
+    """The ``data`` group of the MNIST experiments, reading the tiny data at ``data_root``."""
+    return compose("mnist_mlp", [f"data.root={data_root}", "data.download=false", *overrides]).data
+
+
+def mnist_data_config(data_root: Path, *overrides: str) -> DictConfig:
+    """The ``data`` group of the MNIST experiments, reading the tiny data at ``data_root``."""
+    return compose("mnist_mlp", [f"data.root={data_root}", "data.download=false", *overrides]).data

@@ -22,7 +22,19 @@ from typing import Any
 from hydra.utils import get_method
 from omegaconf import DictConfig
 
+from ..errors import ConfigError
+from ..training.threads import configure_threads
+
 
 def run_study(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the study that ``cfg.study._target_`` names, writing under ``run_dir``; return its summary."""
-    return get_method(cfg.study._target_)(cfg, Path(run_dir), dict(labels or {}))
+    target = cfg.study.get("_target_")
+    try:
+        study = get_method(target)
+    except Exception as error:
+        raise ConfigError(
+            f"study._target_={target!r} does not name an importable function ({error}). A study config names "
+            "one such as node_experiments.studies.nfe_study.run_nfe_study."
+        ) from None
+    configure_threads(cfg.trainer.get("num_threads", 1))
+    return study(cfg, Path(run_dir), dict(labels or {}))

@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..data import image_classification_loaders
+from ..data.images import DeviceBatches, image_classification_loaders
 from .base import Task, to_device
 
 
@@ -20,8 +19,8 @@ class ClassificationTask(Task):
     def build_model(self) -> nn.Module:
         return instantiate(self.cfg.model, _convert_="all")
 
-    def dataloaders(self, generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
-        return image_classification_loaders(self.cfg.data, generator)
+    def dataloaders(self, generator: torch.Generator) -> tuple[DeviceBatches, DeviceBatches]:
+        return image_classification_loaders(self.cfg.data, generator, self.device)
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, labels = batch
@@ -31,7 +30,7 @@ class ClassificationTask(Task):
         return loss, {"accuracy": accuracy}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, loader: DeviceBatches) -> dict[str, float]:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         count = 0

@@ -1,4 +1,5 @@
-"""What the trainer measures besides the task's metrics: running means and the memory a batch needs.
+"""What the trainer measures besides the task's metrics: running means, per-step sums kept on the device, and the
+memory a batch needs.
 
 Memory is measured, not assumed (paper Table 1 compares O(1) and O(L) memory):
 
@@ -27,8 +28,17 @@ class Means:
 
     def update(self, values: Mapping[str, float]) -> None:
         for name, value in values.items():
-            self.sums[name] += value
-            self.counts[name] += 1
+            self.add(name, value)
+
+    def add(self, name: str, total: float, count: int = 1) -> None:
+        """Add ``count`` steps whose values sum to ``total``."""
+        self.sums[name] += total
+        self.counts[name] += count
+
+    def merge(self, other: "Means") -> None:
+        """Add every step of ``other``."""
+        for name, total in other.sums.items():
+            self.add(name, total, other.counts[name])
 
     def means(self) -> dict[str, float]:
         return {name: self.sums[name] / self.counts[name] for name in self.sums}
@@ -47,6 +57,42 @@ class Means:
     def load_state_dict(self, state: Mapping[str, dict]) -> None:
         self.sums.update(state["sums"])
         self.counts.update(state["counts"])
+
+
+class StepSums:
+    """Per-step scalars summed over a logging interval without a host read per step.
+
+    0-dim tensors (the loss, a task's metrics) are summed where they are, on their device, in float64, so adding
+    one never waits for the device; plain numbers (NFE, the learning rate) are summed on the host. ``read()``
+    copies every tensor sum to the host in one transfer and returns the interval as ``Means``: the same sums, in
+    the same order of additions, as converting each value to a Python float first.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+        self._tensor_counts: dict[str, int] = defaultdict(int)
+        self._numbers = Means()
+
+    def update(self, values: Mapping[str, torch.Tensor | float]) -> None:
+        for name, value in values.items():
+            if not isinstance(value, torch.Tensor):
+                self._numbers.add(name, float(value))
+            elif name in self._tensors:
+                self._tensors[name] += value.detach()
+                self._tensor_counts[name] += 1
+            else:
+                self._tensors[name] = value.detach().to(torch.float64, copy=True)
+                self._tensor_counts[name] = 1
+
+    def read(self) -> Means:
+        """The interval's sums and counts on the host (one device-to-host copy for all the tensors)."""
+        means = Means()
+        means.merge(self._numbers)
+        if self._tensors:
+            totals = torch.stack(list(self._tensors.values())).tolist()
+            for name, total in zip(self._tensors, totals):
+                means.add(name, total, self._tensor_counts[name])
+        return means
 
 
 class SavedTensorBytes:

@@ -6,6 +6,10 @@ seeding, device, optimizer and scheduler, the loop with gradient clipping, count
 evaluations (NFE) forward and backward per batch with ``node_experiments.ode.record_stats``, memory and time,
 a progress bar, TensorBoard / ``metrics.jsonl`` / ``summary.json``, a checkpoint each epoch, and resuming.
 
+The step waits for nothing it does not need (docs/benchmarks.md): the loss and metrics stay on the device and
+are read back once per logging interval, the device is synchronised only there (where the clocks are read), and
+the bytes saved for backward are counted on a sample of steps. Per-epoch means stay exact: every step is summed.
+
 How a run ends is part of its record (``summary.json``'s ``status``): it completes; it diverges (a NaN or
 infinity in the loss, the gradients or the weights, ``divergence``: stopped before a bad step reaches a
 checkpoint); a solve fails (the message says at which epoch and batch); or it is interrupted by Ctrl-C, SIGTERM or
@@ -22,11 +26,11 @@ resume_changes),
 from __future__ import annotations
 
 import logging
-import math
 import random
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,11 +49,12 @@ from ..ode import NonFiniteDerivativeError, SolverError, SolverStats, record_sta
 from ..tasks.base import Task, build_task, to_device
 from .checkpoint import CHECKPOINT_DIR, LAST, capture_rng, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .divergence import FiniteCheck, Step, advice, check_weights, gradient_norm
-from .meters import Means, SavedTensorBytes
+from .meters import Means, SavedTensorBytes, StepSums
 from .resume import restore, resume_changes_mode
 from .run_folder import claim
 from .run_logger import COMPLETED, SUMMARY_FILE, RunLogger, write_json
 from .signals import Interrupted, SignalStop
+from .threads import configure_threads
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +95,7 @@ def _train(
     settings = cfg.trainer
     device = resolve_device(settings.device)
     seed_everything(settings.seed)
-    if settings.get("num_threads"):  # tiny models run faster on one thread, above all on a busy machine
-        torch.set_num_threads(settings.num_threads)
+    configure_threads(settings.get("num_threads", 1))
 
     task = build_task(cfg, device)
     model = task.build_model().to(device)
@@ -236,13 +240,15 @@ def _train_epoch(
     """One pass over the training loader (or the rest of it, after a resume), updating ``position``.
 
     A stop signal stops the batch in progress, unless it came after the optimizer's step: then it is raised once
-    the batch is counted in ``position`` (``signals.hold``).
+    the batch is counted in ``position`` (``signals.hold``). The step itself never waits for the device: the loss
+    and the metrics are summed where they are and read back once per ``logger.log_every_n_steps`` steps
+    (``_StepMeter``), and the bytes saved for backward are counted on a sample of steps only (``_measures_memory``).
     """
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    epoch_means = Means.from_state(position.epoch_means)
-    window = Means()  # what TensorBoard gets every log_every_n_steps
+    every = cfg.logger.log_every_n_steps
+    meter = _StepMeter(position, device)
     bar = tqdm(
         total=len(loader),
         initial=position.batches_done,
@@ -251,50 +257,105 @@ def _train_epoch(
         dynamic_ncols=True,
         leave=False,
     )
-    epoch_start = time.perf_counter() - position.epoch_time_s
-    epoch_cpu_start = time.process_time() - position.epoch_cpu_s
-    for batch in signals.between(_skip(loader, position.batches_done)):
-        step_start = time.perf_counter()
-        batch = to_device(batch, device)
-        with record_stats() as stats:
-            with SavedTensorBytes(exclude=model.parameters()) as saved:
-                loss, metrics = task.training_step(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        grad_norm = gradient_norm(model.parameters(), cfg.trainer.grad_clip_norm)  # clipped when that is set
-        lr = optimizer.param_groups[0]["lr"]
-        finite.step(loss, grad_norm, Step(position.epoch + 1, position.batches_done + 1, len(loader), lr))
-        signals.hold()  # the step and the position that counts it, together: a signal waits for the batch's end
-        optimizer.step()
-        values = _as_floats({"loss": loss, **metrics})  # one host sync for all the metrics
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        step_s = time.perf_counter() - step_start
+    try:
+        for batch in signals.between(_skip(loader, position.batches_done)):
+            batch = to_device(batch, device)
+            with record_stats() as stats:
+                with _memory_sample(model, position, every) as saved:
+                    loss, metrics = task.training_step(model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            grad_norm = gradient_norm(model.parameters(), cfg.trainer.grad_clip_norm)  # clipped when that is set
+            lr = optimizer.param_groups[0]["lr"]
+            finite.step(loss, grad_norm, Step(position.epoch + 1, position.batches_done + 1, len(loader), lr))
+            signals.hold()  # the step and the position that counts it, together: a signal waits for the batch's end
+            optimizer.step()
 
-        position.batches_done += 1
-        position.step += 1
-        position.epoch_time_s = time.perf_counter() - epoch_start
-        position.epoch_cpu_s = time.process_time() - epoch_cpu_start
-        position.epoch_peak_bytes = max(position.epoch_peak_bytes, saved.bytes)
-        scalars = {
-            **{f"train/{name}": value for name, value in values.items()},
-            **_nfe(stats),
-            "memory/saved_bytes": saved.bytes,
-            "time/step_s": step_s,
-            "lr": lr,
-        }
-        epoch_means.update(scalars)
-        position.epoch_means = epoch_means.state_dict()
-        window.update(scalars)
-        if position.step % cfg.logger.log_every_n_steps == 0:
-            logger.scalars(window.means(), position.step)
-            window = Means()
-        bar.set_postfix({**values, "nfe": f"{stats.nfe_forward}/{stats.nfe_backward}"}, refresh=False)
-        bar.update()
-    finite.flush()
-    if window.sums:
-        logger.scalars(window.means(), position.step)
+            meter.step({
+                **{f"train/{name}": value for name, value in {"loss": loss, **metrics}.items()},
+                **_nfe(stats),
+                **({"memory/saved_bytes": saved.bytes} if saved else {}),
+                "lr": lr,
+            })  # fmt: skip
+            if saved:
+                position.epoch_peak_bytes = max(position.epoch_peak_bytes, saved.bytes)
+            position.batches_done += 1
+            position.step += 1
+            bar.update()
+            if position.step % every == 0:
+                _log_interval(meter.flush(), position.step, logger, bar)
+        finite.flush()
+    except BaseException:  # a signal or an error: the checkpoint written next must hold every finished step
+        meter.flush()
+        bar.close()
+        raise
+    _log_interval(meter.flush(), position.step, logger, bar)
     bar.close()
+
+
+class _StepMeter:
+    """The loop's bookkeeping between two reads from the device.
+
+    Each step's values are added to ``StepSums`` without a host read; ``flush`` (once per logging interval, at the
+    end of the epoch and on an interruption) synchronises the device, reads the clocks and the sums back, adds
+    them to the epoch's means, and updates ``position``. ``time/step_s`` is the interval's wall time per step,
+    loading the batches included.
+    """
+
+    def __init__(self, position: Position, device: torch.device) -> None:
+        self.position, self.device = position, device
+        self.epoch_means = Means.from_state(position.epoch_means)
+        self.epoch_start = time.perf_counter() - position.epoch_time_s
+        self.epoch_cpu_start = time.process_time() - position.epoch_cpu_s
+        self._open_interval()
+
+    def _open_interval(self) -> None:
+        self.sums, self.steps, self.started = StepSums(), 0, time.perf_counter()
+
+    def step(self, values: Mapping[str, torch.Tensor | float]) -> None:
+        self.sums.update(values)
+        self.steps += 1
+
+    def flush(self) -> dict[str, float]:
+        """The means of the steps since the last flush (empty when there were none)."""
+        if not self.steps:
+            return {}
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        interval = self.sums.read()
+        interval.add("time/step_s", now - self.started, self.steps)
+        self.epoch_means.merge(interval)
+        self.position.epoch_means = self.epoch_means.state_dict()
+        self.position.epoch_time_s = now - self.epoch_start
+        self.position.epoch_cpu_s = time.process_time() - self.epoch_cpu_start
+        self._open_interval()
+        return interval.means()
+
+
+def _memory_sample(model: nn.Module, position: Position, every: int) -> SavedTensorBytes | nullcontext:
+    """Count the bytes saved for backward on the steps that ``_measures_memory`` picks; a no-op (``None``) else."""
+    if _measures_memory(position, every):
+        return SavedTensorBytes(exclude=model.parameters())
+    return nullcontext()
+
+
+def _measures_memory(position: Position, every: int) -> bool:
+    """The first step of each epoch and every ``every``-th step (the last of each logging interval) are measured.
+
+    Counting calls Python once per saved tensor, a cost no other step needs to pay; the sample depends on the
+    step's position alone, so a resumed run measures the same steps as an uninterrupted one.
+    """
+    return position.batches_done == 0 or (position.step + 1) % every == 0
+
+
+def _log_interval(means: Mapping[str, float], step: int, logger: RunLogger, bar: tqdm) -> None:
+    """Send an interval's means to TensorBoard and show them on the progress bar."""
+    if not means:
+        return
+    logger.scalars(means, step)
+    shown = {name[len("train/") :]: f"{value:.4g}" for name, value in means.items() if name.startswith("train/")}
+    bar.set_postfix({**shown, "nfe": f"{means['nfe/forward']:.0f}/{means['nfe/backward']:.0f}"}, refresh=False)
 
 
 def _skip(loader: DataLoader, count: int) -> Iterator[Any]:
@@ -309,14 +370,8 @@ def _nfe(stats: SolverStats) -> dict[str, float]:
     return {"nfe/forward": stats.nfe_forward, "nfe/backward": stats.nfe_backward}
 
 
-def _as_floats(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
-    tensors = {name: value for name, value in values.items() if isinstance(value, torch.Tensor)}
-    floats = dict(zip(tensors, torch.stack([t.detach().float() for t in tensors.values()]).tolist())) if tensors else {}
-    return {name: floats.get(name, value) for name, value in values.items()}
-
-
 def _peak_memory(device: torch.device, saved_bytes: int) -> int:
-    """CUDA: the most memory allocated during the epoch; CPU: the most bytes saved for backward by a batch."""
+    """CUDA: the most memory allocated during the epoch; CPU: the most bytes saved for backward by a measured batch."""
     return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else saved_bytes
 
 
