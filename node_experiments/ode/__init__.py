@@ -56,6 +56,7 @@ gradients can be differentiated again.
 """
 
 from .adjoint import odeint_adjoint
+from .arguments import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS
 from .checkpoint import odeint_checkpoint
 from .errors import (
     InvalidArgumentError,
@@ -64,14 +65,16 @@ from .errors import (
     SolverError,
     StepSizeTooSmallError,
 )
+from .event_solve import odeint_event
 from .gradients import GRADIENTS, gradient_strategy
-from .solve import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS, odeint
+from .solve import odeint
 from .stats import SolverStats, record_stats
 
 __all__ = [
     "odeint",
     "odeint_adjoint",
     "odeint_checkpoint",
+    "odeint_event",
     "GRADIENTS",
     "gradient_strategy",
     "record_stats",
