@@ -85,6 +85,15 @@ class Clock:
         """The step size as it enters the solution: a float, or a tensor carrying ``t``'s gradient."""
         return h * self.scale if self.differentiable else h
 
+    def theta_at(self, s_query: float, s: float, h: float, device: torch.device) -> torch.Tensor:
+        """The fraction of the step ``[s, s + h]`` at which ``s_query`` lies, as a 1-element tensor. With time
+        gradients, the time ``sign * s_query`` is held fixed while the step moves with ``t``, as an output time
+        that does not require grad is (64-bit, so the value is the float's)."""
+        if not self.differentiable:
+            return torch.full((1,), (s_query - s) / h, dtype=torch.float64, device=device)
+        fixed = torch.full((1,), self.sign * s_query, dtype=torch.float64, device=device)
+        return self.sign * (fixed - self.time(s)) / self.span(h)
+
     def thetas(self, j0: int, j1: int, s: float, h: float) -> torch.Tensor:
         """Fractions ``(s_out[j] - s) / h`` of the step ``[s, s + h]`` at which outputs ``j0..j1-1`` lie."""
         if self.differentiable:
@@ -434,7 +443,7 @@ class RungeKutta:
         self._ensure_end_derivative(s, h, y_new, stages, left_of_end)  # recorded by autograd, where it records
 
         def state_at(s_query: float) -> torch.Tensor:
-            theta = torch.full((1,), (s_query - s) / h, dtype=self.coef.powers.dtype, device=y.device)
+            theta = self.clock.theta_at(s_query, s, h, y.device)
             return self.interpolate(s, h, y, y_new, stages, theta, left_of_end)[0]
 
         s_event = self.event.locate(state_at, s, s_new, self.clock)
