@@ -67,7 +67,7 @@ from .errors import (
 )
 from .event_solve import odeint_event
 from .gradients import GRADIENTS, gradient_strategy
-from .solve import odeint
+from .solve import odeint, odeint_dense
 from .stats import SolverStats, record_stats
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "odeint_adjoint",
     "odeint_checkpoint",
     "odeint_event",
+    "odeint_dense",
     "GRADIENTS",
     "gradient_strategy",
     "record_stats",

@@ -22,7 +22,7 @@ from .arguments import (
     needs_graph,
 )
 from .callbacks import StepCallbacks, step_callbacks
-from .errors import NonFiniteDerivativeError
+from .errors import InvalidArgumentError, NonFiniteDerivativeError
 from .events import EventLocator
 from .runge_kutta import Clock, RungeKutta, StepTrace
 from .stats import report_solve
@@ -173,3 +173,12 @@ def odeint(
         return p.spec.unflatten(result)
     event_time, solution = result
     return torch.tensor(event_time, dtype=t.dtype, device=t.device), p.spec.unflatten(solution)
+
+
+def odeint_dense(func: Callable, y0, t0, t1, **kwargs):
+    """torchdiffeq's ``odeint_dense`` (an interpolant of the whole solve) is not supported: this raises saying so."""
+    raise InvalidArgumentError(
+        "odeint_dense (torchdiffeq's interpolant of a dopri5 solve over [t0, t1]) is not supported. Pass every time "
+        "you need in t to odeint instead: output times are read off the steps' dense output and cost no extra "
+        "evaluations, and the result is differentiable."
+    )

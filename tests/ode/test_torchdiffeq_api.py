@@ -20,6 +20,7 @@ from node_experiments.ode import (
     odeint,
     odeint_adjoint,
     odeint_checkpoint,
+    odeint_dense,
     record_stats,
 )
 
@@ -90,6 +91,11 @@ def test_heun2_is_heun():
 def test_torchdiffeq_methods_that_are_not_runge_kutta_say_what_to_use(method):
     with pytest.raises(InvalidArgumentError, match=rf"{method}.*not supported.*Runge-Kutta.*'rk4'.*'dopri5'"):
         odeint(decay, torch.ones(2), torch.tensor([0.0, 1.0]), method=method)
+
+
+def test_odeint_dense_says_what_to_use_instead():
+    with pytest.raises(InvalidArgumentError, match=r"odeint_dense.*not supported.*in t to odeint"):
+        odeint_dense(decay, torch.ones(1), torch.tensor(0.0), torch.tensor(1.0), method="dopri5")
 
 
 # ----------------------------------------------------------------------------------------------- tolerances
