@@ -73,14 +73,17 @@ class StateSpec:
         """Views of a flat state (or of the rows of a ``(T, N)`` solution, with ``leading`` dims kept)."""
         if flat.dtype != self.dtype:
             flat = flat.to(self.dtype)
-        lead = tuple(flat.shape[:-1])
         if not self.is_tuple:
-            return flat.view((*lead, *self.shapes[0]))
+            shape = self.shapes[0]
+            return flat.view(shape) if flat.dim() == 1 else flat.view((*flat.shape[:-1], *shape))
+        lead = tuple(flat.shape[:-1])
         parts = torch.split(flat, self.sizes, dim=-1)
         return tuple(p.reshape((*lead, *shape)) for p, shape in zip(parts, self.shapes))
 
     def check_derivative(self, out, t: torch.Tensor):
         """The vector field's output as a list of tensors, or a clear error if its structure or dtype is wrong."""
+        if not self.is_tuple and isinstance(out, torch.Tensor) and out.shape == self.shapes[0] and out.dtype == self.dtype:
+            return (out,)  # the common case, checked in one line: this runs at every evaluation
         outs = out if isinstance(out, (tuple, list)) else (out,)
         if (isinstance(out, (tuple, list)) != self.is_tuple) or len(outs) != len(self.shapes) or any(
             not isinstance(o, torch.Tensor) or o.shape != shape for o, shape in zip(outs, self.shapes)

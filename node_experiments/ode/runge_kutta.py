@@ -149,7 +149,8 @@ class StepTrace:
     states: list[torch.Tensor] = field(default_factory=list)
 
 
-# States of at most this many numbers take the dense output's matrix-vector path (``RungeKutta.interpolate``).
+# States of at most this many numbers take the dense output's matrix-vector path when torch runs several threads
+# (``RungeKutta.interpolate``); above it the GEMM's threads pay off (measured: docs/benchmarks.md).
 SMALL_STATE = 16_384
 
 
@@ -293,9 +294,10 @@ class RungeKutta:
     ) -> torch.Tensor:
         """The solution at the fractions ``theta`` (1-D) of the step ``[s, s + h]``: ``y + h * W(theta) @ K``.
 
-        A small state combines the stages row by row with ``addmv``/``mv`` (matrix-vector kernels that stay on one
-        thread at these sizes): a multithreaded GEMM over a few thousand numbers costs microseconds on a quiet
-        machine but milliseconds when another process holds a core, as its threads wait for each other.
+        A small state solved with several intra-op threads combines the stages row by row with ``addmv``/``mv``
+        (matrix-vector kernels that stay on one thread at these sizes): a multithreaded GEMM over a few thousand
+        numbers costs microseconds on a quiet machine but milliseconds when another process holds a core, as its
+        threads wait for each other.
         """
         self._ensure_end_derivative(s, h, y_new, stages, left_of_end)
         coef = self.coef
@@ -304,6 +306,8 @@ class RungeKutta:
         K = torch.stack(list(stages[: self.dense_rows])) if self.differentiable else stages[: self.dense_rows]
         span = self.clock.span(h)
         if self.small_state and not self.differentiable:
+            if len(weights) == 1:
+                return torch.addmv(y, K.t(), weights[0], alpha=span).unsqueeze(0)
             out = y.new_empty(len(weights), y.numel())
             for row, w in zip(out, weights):
                 torch.addmv(y, K.t(), w, alpha=span, out=row)
@@ -317,7 +321,8 @@ class RungeKutta:
     # ------------------------------------------------------------------------------------------------- driving
     def _prepare(self, y0: torch.Tensor) -> None:
         self.coef = _coefficients(self.tableau, y0.dtype, y0.device)
-        self.small_state = y0.numel() <= SMALL_STATE
+        # Only a multithreaded GEMM can stall on a busy machine: on one thread the GEMM is the faster kernel.
+        self.small_state = y0.numel() <= SMALL_STATE and torch.get_num_threads() > 1
         if not self.differentiable:
             self.buffer = y0.new_empty(self.dense_rows, y0.numel())
         self._f_end: torch.Tensor | None = None  # f(s_new, y_new) when dense output evaluated it
