@@ -8,7 +8,8 @@ Two storage strategies for the stage derivatives ``k_j``:
 
 - **buffered** (no gradient can flow through the solve: inference, or the adjoint's own solves): the ``k_j`` are
   copied into one preallocated ``(stages, N)`` buffer, and each stage input ``y + h * sum_j a_ij k_j`` is a single
-  ``addmv`` kernel; the new solution, the error estimate and the dense output are one kernel each as well.
+  ``addmv`` kernel; the new solution, the error estimate and the dense output are one kernel each as well (the
+  dense output of a small state on several threads: one ``addmv`` per output, see ``interpolate``).
 - **graph** (autograd records the solve, e.g. the RK-Net of the paper): stage inputs are chains of
   ``add(..., alpha=h * a_ij)``, which autograd differentiates without saving any tensor, so backprop through the
   solver keeps only what the vector field itself saves.
@@ -23,6 +24,12 @@ Two hooks serve the gradient strategies (``checkpoint.py``, ``adjoint.py``) with
 - ``state_jump``: a function ``(j, y) -> y`` applied where the solve reaches output ``j`` (every interior output
   time becomes a point the solve lands on). The adjoint adds each output's incoming gradient there and carries on
   with its step size and controller history, instead of starting a new solve.
+
+And two serve torchdiffeq's interface (``solve.py``): ``callbacks`` (``callbacks.py``), called before every step
+attempt and after its acceptance or rejection, and ``event`` (``events.py``): the solve runs until the event
+function changes sign over an accepted step, then locates the event on that step's dense output. A step that must
+see a discontinuity at one of its ends (``jump_t``, the fixed-step ``perturb``) evaluates its stages there just
+beside it, at the resolution of ``t``'s dtype (``Clock.nudge``).
 """
 
 from __future__ import annotations
