@@ -25,7 +25,8 @@ Both libraries get the same vector-field module and the same inputs; a counting 
 way for both. torchdiffeq is optional (``pip install -e '.[bench]'``); without it the script prints our figures
 alone and says so.
 
-``--threads N`` sets torch's intra-op threads (default: torch's own choice); ``--busy K`` keeps K other processes
+``--threads N`` sets torch's intra-op threads (default: torch's own choice); ``--cpu-time`` times with the
+process's CPU time rather than wall time (steadier on a loaded machine); ``--busy K`` keeps K other processes
 spinning at low priority (``nice -n 10``) while it measures, the condition of a shared machine; ``--baseline REV``
 adds the solver as it was at git revision REV (``node_experiments/ode`` read from git, imported under another name)
 as a third library in the timed cases, interleaved with the others, to measure a change before and after.
@@ -138,12 +139,15 @@ def libraries() -> list[tuple[str, Callable, Callable]]:
     return libs
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.process_time
+
+
 def median_time(run: Callable[[], object], repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return times
 
 
@@ -420,14 +424,18 @@ def strategy_rows(rows: list[dict], library: str = "node-experiments") -> dict[t
 
 
 def main() -> None:
-    global BASELINE
+    global BASELINE, CLOCK
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="loop,batched,compute,memory,latent,precision")
     parser.add_argument("--threads", type=int, default=None, help="torch's intra-op threads (default: torch's)")
     parser.add_argument("--busy", type=int, default=0, help="other processes kept spinning while measuring")
     parser.add_argument("--baseline", default=None, help="also time the solver at this git revision")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time instead of wall time (steadier on a loaded machine)")
     args = parser.parse_args()
+    if args.cpu_time:
+        CLOCK = time.process_time
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.baseline is not None:
@@ -438,7 +446,8 @@ def main() -> None:
     wanted = set(args.only.split(","))
     with busy_cores(args.busy):
         rows = measure(wanted, args.repeats)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; float32 unless stated"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; float32 unless stated; "
+          f"{'CPU' if args.cpu_time else 'wall'} time"
           + (f"; {args.busy} other processes spinning (nice 10) throughout" if args.busy else ""))
     print_tables(rows)
     print()
