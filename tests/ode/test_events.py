@@ -8,6 +8,9 @@ height reaches 0, is at ``t* = (v0 + sqrt(v0^2 + 2 g h0)) / g``, with velocity `
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -200,3 +203,13 @@ def test_the_step_of_the_event_is_counted():
         event_t, _ = odeint(Ball(), throw(), torch.tensor([0.0, 1.0], dtype=F64), event_fn=ground, method="rk4",
                             options={"step_size": 0.25})  # fmt: skip
     assert stats.accepted_steps == math.ceil(event_t.item() / 0.25)
+
+
+@pytest.mark.slow
+def test_the_bouncing_ball_script_learns_the_coefficient_of_restitution():
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bouncing_ball.py"
+    result = subprocess.run([sys.executable, str(script), "--bounces", "3", "--gradient", "adjoint"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "learned e = 0.80000" in result.stdout, result.stdout
+    assert "relative difference" in result.stdout
