@@ -151,15 +151,33 @@ def median_time(run: Callable[[], object], repeats: int) -> list[float]:
     return times
 
 
-def interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each case, the cases run round-robin so machine load affects all alike."""
+class Timing(float):
+    """A median time that keeps the samples it is the median of (one per round of ``interleaved``)."""
+
+    samples: list[float]
+
+    @classmethod
+    def of(cls, samples: list[float]) -> "Timing":
+        timing = cls(statistics.median(samples))
+        timing.samples = samples
+        return timing
+
+
+def paired_ratio(a: Timing, b: Timing) -> float:
+    """The median over rounds of ``a``'s time over ``b``'s in the same round: steadier than a ratio of medians, as
+    both runs of a round meet about the same load."""
+    return statistics.median(x / y for x, y in zip(a.samples, b.samples))
+
+
+def interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+    """Median time of each case, the cases run round-robin so machine load affects all alike."""
     for run in cases.values():  # warm-up
         run()
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, run in cases.items():
             samples[name] += median_time(run, 1)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: Timing.of(values) for name, values in samples.items()}
 
 
 def scipy_reference(func: Callable[[np.ndarray], np.ndarray], y0: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -396,12 +414,14 @@ def ratios(rows: list[dict]) -> None:
             print(f"- {case}: {libs['torchdiffeq']['time_s'] / ours:.2f}x faster than torchdiffeq (time ratio "
                   f"{ours / libs['torchdiffeq']['time_s']:.2f})")  # fmt: skip
         if BASELINE is not None and BASELINE[0] in libs:
-            print(f"- {case}: time {ours / libs[BASELINE[0]]['time_s']:.3f}x {BASELINE[0]}'s")
+            before = libs[BASELINE[0]]["time_s"]
+            print(f"- {case}: time {ours / before:.3f}x {BASELINE[0]}'s (paired: {paired_ratio(ours, before):.3f}x)")
     if BASELINE is not None:
         for (case, gradient), row in sorted(strategy_rows(rows).items()):
             before = strategy_rows(rows, BASELINE[0]).get((case, gradient))
             if before is not None:
-                print(f"- case {case} {gradient}: time {row['time_s'] / before['time_s']:.3f}x {BASELINE[0]}'s")
+                print(f"- case {case} {gradient}: time {row['time_s'] / before['time_s']:.3f}x {BASELINE[0]}'s "
+                      f"(paired: {paired_ratio(row['time_s'], before['time_s']):.3f}x)")  # fmt: skip
     strategy = {(row["case"][:2], row["gradient"]): row for row in rows if "gradient" in row}
     ode_net = {g: r for (c, g), r in strategy.items() if c == "3."}
     if {"checkpoint", "adjoint", "backprop"} <= ode_net.keys():
