@@ -193,7 +193,7 @@ TRAINER: Schema = {
     "device": text("the device to train on (auto, cpu, cuda or cuda:N)", "auto"),
     "max_epochs": whole("the number of epochs to train", 10),
     "seed": whole("the random seed", 0, minimum=0, maximum=2**32 - 1),
-    "num_threads": whole("torch's number of CPU threads (one by default: docs/performance.md)", 1),
+    "num_threads": whole("torch's number of CPU threads", 1),
     "grad_clip_norm": positive("the largest global norm of the gradients", 1.0, optional=True),
     "progress_bar": flag("whether to show a progress bar"),
     "checkpoint": flag("whether to write checkpoints"),

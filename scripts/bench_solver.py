@@ -1,6 +1,7 @@
 """Benchmark the project's solver against torchdiffeq, in one process, interleaved, median of several runs.
 
     python scripts/bench_solver.py [--repeats 5] [--only loop,batched,compute,memory,latent,precision]
+                                   [--threads N] [--busy K] [--baseline GIT_REVISION]
 
 Prints one Markdown table per case. Cases (see the solver issues for the targets):
 
@@ -23,14 +24,26 @@ Prints one Markdown table per case. Cases (see the solver issues for the targets
 Both libraries get the same vector-field module and the same inputs; a counting wrapper measures NFE the same
 way for both. torchdiffeq is optional (``pip install -e '.[bench]'``); without it the script prints our figures
 alone and says so.
+
+``--threads N`` sets torch's intra-op threads (default: torch's own choice); ``--cpu-time`` times with the
+process's CPU time rather than wall time (steadier on a loaded machine); ``--busy K`` keeps K other processes
+spinning at low priority (``nice -n 10``) while it measures, the condition of a shared machine; ``--baseline REV``
+adds the solver as it was at git revision REV (``node_experiments/ode`` read from git, imported under another name)
+as a third library in the timed cases, interleaved with the others, to measure a change before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -44,6 +57,34 @@ try:
     import torchdiffeq
 except ImportError:  # the optional `bench` extra
     torchdiffeq = None
+
+BASELINE: tuple[str, object] | None = None  # (label, module) of --baseline: the solver at an earlier revision
+
+
+def load_baseline(revision: str):
+    """``node_experiments/ode`` as it was at git ``revision``, imported as a package of its own (it depends on torch
+    alone and imports its modules relatively, so a copy of its files runs beside the current one)."""
+    root = Path(__file__).resolve().parent.parent
+    git = lambda *args: subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+    folder = Path(tempfile.mkdtemp()) / "baseline_ode"
+    folder.mkdir()
+    for path in git("ls-tree", "--name-only", revision, "node_experiments/ode/").split():
+        if path.endswith(".py"):
+            (folder / Path(path).name).write_text(git("show", f"{revision}:{path}"))
+    sys.path.insert(0, str(folder.parent))
+    return importlib.import_module("baseline_ode")
+
+
+@contextlib.contextmanager
+def busy_cores(count: int) -> Iterator[None]:
+    """``count`` other processes spinning at low priority while the block runs: a machine shared with other jobs."""
+    spinners = [subprocess.Popen(["nice", "-n", "10", sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 class Counted(nn.Module):
@@ -91,29 +132,52 @@ class SmallField(nn.Module):
 
 def libraries() -> list[tuple[str, Callable, Callable]]:
     libs = [("node-experiments", odeint, odeint_adjoint)]
+    if BASELINE is not None:
+        libs.append((BASELINE[0], BASELINE[1].odeint, BASELINE[1].odeint_adjoint))
     if torchdiffeq is not None:
         libs.append(("torchdiffeq", torchdiffeq.odeint, torchdiffeq.odeint_adjoint))
     return libs
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.process_time
+
+
 def median_time(run: Callable[[], object], repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return times
 
 
-def interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each case, the cases run round-robin so machine load affects all alike."""
+class Timing(float):
+    """A median time that keeps the samples it is the median of (one per round of ``interleaved``)."""
+
+    samples: list[float]
+
+    @classmethod
+    def of(cls, samples: list[float]) -> "Timing":
+        timing = cls(statistics.median(samples))
+        timing.samples = samples
+        return timing
+
+
+def paired_ratio(a: Timing, b: Timing) -> float:
+    """The median over rounds of ``a``'s time over ``b``'s in the same round: steadier than a ratio of medians, as
+    both runs of a round meet about the same load."""
+    return statistics.median(x / y for x, y in zip(a.samples, b.samples))
+
+
+def interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+    """Median time of each case, the cases run round-robin so machine load affects all alike."""
     for run in cases.values():  # warm-up
         run()
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, run in cases.items():
             samples[name] += median_time(run, 1)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: Timing.of(values) for name, values in samples.items()}
 
 
 def scipy_reference(func: Callable[[np.ndarray], np.ndarray], y0: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -164,6 +228,10 @@ def strategies() -> list[tuple[str, str, Callable, dict]]:
         ("backprop", "node-experiments", odeint, {}),
         ("checkpoint", "node-experiments", odeint_checkpoint, {}),
     ]
+    if BASELINE is not None:
+        label, module = BASELINE
+        rows += [("adjoint", label, module.odeint_adjoint, {}), ("backprop", label, module.odeint, {}),
+                 ("checkpoint", label, module.odeint_checkpoint, {})]  # fmt: skip
     if torchdiffeq is not None:
         rows += [
             ("odeint_adjoint", "torchdiffeq", torchdiffeq.odeint_adjoint, {}),
@@ -341,9 +409,19 @@ def ratios(rows: list[dict]) -> None:
         if "time_s" in row and "gradient" not in row:
             by_case.setdefault(row["case"], {})[row["library"]] = row
     for case, libs in by_case.items():
+        ours = libs["node-experiments"]["time_s"]
         if "torchdiffeq" in libs:
-            speedup = libs["torchdiffeq"]["time_s"] / libs["node-experiments"]["time_s"]
-            print(f"- {case}: {speedup:.2f}x faster than torchdiffeq")
+            print(f"- {case}: {libs['torchdiffeq']['time_s'] / ours:.2f}x faster than torchdiffeq (time ratio "
+                  f"{ours / libs['torchdiffeq']['time_s']:.2f})")  # fmt: skip
+        if BASELINE is not None and BASELINE[0] in libs:
+            before = libs[BASELINE[0]]["time_s"]
+            print(f"- {case}: time {ours / before:.3f}x {BASELINE[0]}'s (paired: {paired_ratio(ours, before):.3f}x)")
+    if BASELINE is not None:
+        for (case, gradient), row in sorted(strategy_rows(rows).items()):
+            before = strategy_rows(rows, BASELINE[0]).get((case, gradient))
+            if before is not None:
+                print(f"- case {case} {gradient}: time {row['time_s'] / before['time_s']:.3f}x {BASELINE[0]}'s "
+                      f"(paired: {paired_ratio(row['time_s'], before['time_s']):.3f}x)")  # fmt: skip
     strategy = {(row["case"][:2], row["gradient"]): row for row in rows if "gradient" in row}
     ode_net = {g: r for (c, g), r in strategy.items() if c == "3."}
     if {"checkpoint", "adjoint", "backprop"} <= ode_net.keys():
@@ -359,32 +437,59 @@ def ratios(rows: list[dict]) -> None:
         print(line + f"; adjoint {latent['adjoint']['time_s'] / latent['checkpoint']['time_s']:.1f}x checkpoint's")
 
 
+def strategy_rows(rows: list[dict], library: str = "node-experiments") -> dict[tuple[str, str], dict]:
+    """The timed rows of one library in the cases that compare gradient strategies, by (case number, gradient)."""
+    return {(row["case"][:2], row["gradient"]): row for row in rows
+            if "gradient" in row and "time_s" in row and row["library"] == library}  # fmt: skip
+
+
 def main() -> None:
+    global BASELINE, CLOCK
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="loop,batched,compute,memory,latent,precision")
+    parser.add_argument("--threads", type=int, default=None, help="torch's intra-op threads (default: torch's)")
+    parser.add_argument("--busy", type=int, default=0, help="other processes kept spinning while measuring")
+    parser.add_argument("--baseline", default=None, help="also time the solver at this git revision")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time instead of wall time (steadier on a loaded machine)")
     args = parser.parse_args()
+    if args.cpu_time:
+        CLOCK = time.process_time
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.baseline is not None:
+        BASELINE = (f"node-experiments @{args.baseline}", load_baseline(args.baseline))
     torch.set_grad_enabled(True)
     if torchdiffeq is None:
         print("torchdiffeq is not installed (pip install -e '.[bench]'): printing node-experiments' figures alone.\n")
     wanted = set(args.only.split(","))
-    rows: list[dict] = []
-    if "loop" in wanted:
-        rows += loop_bound(args.repeats)
-    if "batched" in wanted:
-        rows += batched(args.repeats)
-    if "compute" in wanted:
-        rows += compute_bound(max(1, args.repeats // 2))
-    if "memory" in wanted:
-        rows += memory()
-    if "latent" in wanted:
-        rows += latent_ode(args.repeats)
-    if "precision" in wanted:
-        rows += precision()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; float32 unless stated")
+    with busy_cores(args.busy):
+        rows = measure(wanted, args.repeats)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; float32 unless stated; "
+          f"{'CPU' if args.cpu_time else 'wall'} time"
+          + (f"; {args.busy} other processes spinning (nice 10) throughout" if args.busy else ""))
     print_tables(rows)
     print()
     ratios(rows)
+
+
+def measure(wanted: set[str], repeats: int) -> list[dict]:
+    """The rows of every case in ``wanted``."""
+    rows: list[dict] = []
+    if "loop" in wanted:
+        rows += loop_bound(repeats)
+    if "batched" in wanted:
+        rows += batched(repeats)
+    if "compute" in wanted:
+        rows += compute_bound(max(1, repeats // 2))
+    if "memory" in wanted:
+        rows += memory()
+    if "latent" in wanted:
+        rows += latent_ode(repeats)
+    if "precision" in wanted:
+        rows += precision()
+    return rows
 
 
 if __name__ == "__main__":

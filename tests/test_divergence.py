@@ -118,8 +118,6 @@ def test_a_runaway_cnf_solve_fails_within_a_minute_with_the_experiment_budget(tm
     assert strict_json(tmp_path / "summary.json")["status"] in ("solver_failed", "diverged")
 
 
-@pytest.mark.xfail(strict=True, raises=ZeroDivisionError, reason="node_experiments.ode: initial_step divides by a "
-                   "zero step when the field is infinite at the start, instead of raising NonFiniteDerivativeError")
 def test_a_cnf_whose_field_overflows_at_the_start_diverges(tmp_path: Path) -> None:
     cfg = compose("cnf_two_moons", [*FAMILIES["cnf_two_moons"], *QUIET, "optimizer.lr=1e30"])
     with pytest.raises(DivergedError):

@@ -123,9 +123,9 @@ def test_the_training_loader_shuffles_with_the_given_generator(tiny_data_root: P
 
 @pytest.mark.parametrize(
     ("override", "phrase"),
-    [("data.random_crop_padding=-1", "data.random_crop_padding=-1"), ("data.image_size=32", "data.image_size=32"),
-     ("data.train_subset=0", "data.train_subset=0")],
+    [("data.image_size=32", "data.image_size=32"), ("data.train_subset=65", "data.train_subset=65 is more than the 64"),
+     ("data.test_subset=33", "data.test_subset=33 is more than the 32")],
 )  # fmt: skip
-def test_bad_image_settings_are_named(tiny_data_root: Path, override: str, phrase: str) -> None:
+def test_settings_that_do_not_fit_the_data_are_named(tiny_data_root: Path, override: str, phrase: str) -> None:
     with pytest.raises(ConfigError, match=phrase):
         image_classification_loaders(mnist_data_config(tiny_data_root, override), torch.Generator())

@@ -37,7 +37,7 @@ def error_of(experiment: str, *overrides: str) -> str:
         ("mnist_odenet", "trainer.max_epochs=1.5", "trainer.max_epochs=1.5: the number of epochs to train must be a "
          "whole number >= 1, e.g. trainer.max_epochs=10."),
         ("mnist_odenet", "trainer.num_threads=0", "trainer.num_threads=0: torch's number of CPU threads must be a "
-         "whole number >= 1, or null"),
+         "whole number >= 1, e.g. trainer.num_threads=1"),
         ("mnist_odenet", "data.train_subset=1e8", "data.train_subset=100000000.0: the number of training images used"),
         # ... and a traceback where a sentence belongs
         ("mnist_odenet", "trainer.max_epochs=abc", "trainer.max_epochs='abc'"),

@@ -1,15 +1,17 @@
 """The project's ODE solver library: adaptive Runge-Kutta with error control, dense output, three ways to gradients.
 
-Depends on torch alone, and is signature-compatible with torchdiffeq so that one can be swapped for the other::
+Depends on torch alone, and takes torchdiffeq's calls, so that code written for one runs on the other by swapping
+the import (``docs/solver.md`` has the table of what is the same, what differs and how)::
 
-    from node_experiments.ode import odeint, odeint_adjoint, odeint_checkpoint, record_stats
+    from node_experiments.ode import odeint, odeint_adjoint, odeint_checkpoint, odeint_event, record_stats
 
     ys = odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None)
     ys = odeint_adjoint(func, y0, t, rtol=1e-3, atol=1e-3, adjoint_options={"norm": "seminorm"})
     ys = odeint_checkpoint(func, y0, t, rtol=1e-3, atol=1e-3)
+    event_t, ys = odeint_event(func, y0, t0, event_fn=lambda t, y: y[0], odeint_interface=odeint_adjoint)
 
-The three functions solve the same problem the same way and differ only in how ``backward()`` gets through the
-solve (``gradients.py``; ``GRADIENTS`` maps each strategy's name to its function, ``gradient_strategy(name)``
+The three solve functions solve the same problem the same way and differ only in how ``backward()`` gets through
+the solve (``gradients.py``; ``GRADIENTS`` maps each strategy's name to its function, ``gradient_strategy(name)``
 looks one up):
 
 - ``backprop`` (``odeint``): autograd records the solver's operations: the derivative of the computed solution,
@@ -22,21 +24,30 @@ looks one up):
 
 Arguments, for all three:
 
-- ``func(t, y)`` returns dy/dt; ``t`` is passed as a 0-dim tensor of ``t``'s dtype on ``y0``'s device.
-- ``y0`` is a floating-point tensor, or a tuple of them (then the result is a tuple). Its dtype is the solve's;
-  ``t`` may have another floating dtype (e.g. float64 times beside a float32 state, as in torchdiffeq): the
-  solver keeps times as 64-bit host floats whatever the dtypes, and gradients with respect to ``t`` come back in
-  ``t``'s dtype.
-- ``t`` is a 1-D, strictly increasing or strictly decreasing tensor of at least two output times; the result has
-  shape ``(len(t), *y0.shape)`` and its first entry is ``y0``.
-- ``method``: adaptive ``dopri5`` (default), ``tsit5``, ``bosh3``, ``fehlberg2``, ``adaptive_heun``, ``dopri8``;
-  fixed-step ``euler``, ``midpoint``, ``heun``, ``rk4``. Each is a Butcher tableau (``tableaus.py``) driving the
-  one stepper (``runge_kutta.py``).
+- ``func(t, y)`` returns dy/dt in ``y``'s dtype; ``t`` is passed as a 0-dim tensor of ``t``'s dtype on ``y0``'s
+  device. torchdiffeq's step callbacks (``callback_step``, ``callback_accept_step``, ``callback_reject_step`` and
+  their ``_adjoint`` forms), defined on ``func``, are called around every step (``callbacks.py``).
+- ``y0`` is a floating-point tensor of any shape (0-dim included), or a tuple of them (then the result is a
+  tuple). A float16 or bfloat16 state is integrated in float32 (the field still sees its own dtype; ``arguments.py``
+  says why). ``t`` may have another floating dtype (e.g. float64 times beside a float32 state, as in torchdiffeq):
+  the solver keeps times as 64-bit host floats whatever the dtypes, and gradients with respect to ``t`` come back
+  in ``t``'s dtype.
+- ``t`` is a 1-D, strictly increasing or strictly decreasing tensor of output times; the result has shape
+  ``(len(t), *y0.shape)`` and its first entry is ``y0`` (a single time returns ``y0`` without solving).
+- ``rtol``, ``atol``: numbers, or per element: a tensor broadcastable to ``y0`` or, for a tuple state, one entry
+  per tensor. A zero ``rtol`` and ``atol`` on the same element is refused for an adaptive method.
+- ``method``: adaptive ``dopri5`` (default, also for None), ``tsit5``, ``bosh3``, ``fehlberg2``,
+  ``adaptive_heun``, ``dopri8``; fixed-step ``euler``, ``midpoint``, ``heun`` (torchdiffeq's ``heun2``),
+  ``heun3``, ``rk4``. Each is a Butcher tableau (``tableaus.py``) driving the one stepper (``runge_kutta.py``).
 - ``options`` (adaptive): ``first_step``, ``safety``, ``ifactor``, ``dfactor``, ``max_num_steps``, ``min_step``,
   ``max_step``, ``step_t``, ``jump_t``, ``norm`` (``"rms"``, ``"max"`` or a callable taking the scaled error,
   shaped like ``y0``, and returning a scalar tensor), ``controller`` (``"integral"``, ``"pi"``, ``"pid"``) with
-  ``pcoeff``, ``icoeff``, ``dcoeff``. Options (fixed-step): ``step_size`` (else the solver steps on ``t``),
-  ``max_num_steps``.
+  ``pcoeff``, ``icoeff``, ``dcoeff``, and torchdiffeq's ``dtype`` (times are always 64-bit here). Options
+  (fixed-step): ``step_size`` or ``grid_constructor`` (else the solver steps on ``t``), ``perturb``, ``interp``
+  (``"cubic"``, the default, or ``"linear"``), ``max_num_steps``.
+- ``event_fn(t, y)``: with ``t = [t0, t1]``, the solve runs from ``t0`` in ``t1``'s direction until an entry of
+  ``event_fn`` reaches zero and returns ``(event_t, solution)``, ``solution = [y0, y(event_t)]``
+  (``events.py``); ``odeint_event`` adds the gradients through the event time (``event_solve.py``).
 - ``odeint_adjoint`` also takes ``adjoint_rtol``, ``adjoint_atol``, ``adjoint_method``, ``adjoint_options`` (the
   same keys, plus ``norm="seminorm"``, which leaves the parameter-gradient channels out of error control, Kidger
   et al. 2021; by default the forward options less a callable norm) and ``adjoint_params`` (default:
@@ -56,6 +67,7 @@ gradients can be differentiated again.
 """
 
 from .adjoint import odeint_adjoint
+from .arguments import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS
 from .checkpoint import odeint_checkpoint
 from .errors import (
     InvalidArgumentError,
@@ -64,14 +76,17 @@ from .errors import (
     SolverError,
     StepSizeTooSmallError,
 )
+from .event_solve import odeint_event
 from .gradients import GRADIENTS, gradient_strategy
-from .solve import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS, odeint
+from .solve import odeint, odeint_dense
 from .stats import SolverStats, record_stats
 
 __all__ = [
     "odeint",
     "odeint_adjoint",
     "odeint_checkpoint",
+    "odeint_event",
+    "odeint_dense",
     "GRADIENTS",
     "gradient_strategy",
     "record_stats",

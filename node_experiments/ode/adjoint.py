@@ -22,24 +22,26 @@ differentiated again (``create_graph=True`` raises an error naming the strategie
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
 
-from .controllers import resolve_norm
-from .errors import InvalidArgumentError, refuse_double_backward
-from .solve import (
-    FlatField,
+from .arguments import (
     Problem,
     StateSpec,
     check_options,
     check_tolerance,
     differentiated_params,
-    integrate,
     lookup_method,
-    odeint,
+    method_tableau,
+    refuse_zero_tolerances,
     wants_gradients,
 )
+from .callbacks import step_callbacks
+from .controllers import resolve_norm
+from .errors import refuse_double_backward
+from .solve import FlatField, integrate, odeint, solve_problem
 from .stats import report_solve
 
 
@@ -63,28 +65,41 @@ class AugmentedDynamics:
             )
         return torch.cat([f * self.sign if self.sign != 1 else f, *(g.reshape(-1) for g in grads)])
 
+    def grid_arguments(self, state0: torch.Tensor, t: torch.Tensor) -> tuple:
+        """What a fixed-step ``grid_constructor`` of the backward solve is called with: this field, its flat state
+        and the backward solve's times (as torchdiffeq calls it with its augmented system)."""
+        return self, state0, t
+
 
 class _AdjointSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, settings: dict, y0_flat: torch.Tensor, t: torch.Tensor, *params: torch.Tensor):
-        s = settings
-        solution = integrate(
-            FlatField(s["func"], s["spec"], s["sign"]), y0_flat, t, s["times"], s["sign"], s["tableau"],
-            s["rtol"], s["atol"], s["options"], s["norm"], differentiable=False,
-        )  # fmt: skip
+        problem = settings["problem"]
+        result = solve_problem(problem, settings["func"], t, y0_flat, differentiable=False)
         ctx.settings = settings
-        ctx.save_for_backward(solution, t, *params)
-        return solution
+        if problem.event_fn is None:
+            ctx.times = problem.times
+            ctx.save_for_backward(result, t, *params)
+            return result
+        event_time, solution = result
+        event_t = torch.tensor(event_time, dtype=t.dtype, device=t.device)
+        ctx.mark_non_differentiable(event_t)
+        # The backward solve runs from the event back to t[0], as if the event time had been an output time.
+        ctx.times = [problem.times[0], event_time]
+        ctx.save_for_backward(solution, torch.stack([t[0].detach(), event_t]), *params)
+        return event_t, solution
 
     @staticmethod
-    def backward(ctx, grad_solution: torch.Tensor):
+    def backward(ctx, *grads: torch.Tensor):
         refuse_double_backward("odeint_adjoint")
         s = ctx.settings
-        solution, t, *params = ctx.saved_tensors
-        func, spec, times = s["func"], s["spec"], s["times"]
+        problem = s["problem"]
+        grad_solution = grads[-1]
+        solution, times_t, *params = ctx.saved_tensors
+        func, spec, times = s["func"], problem.spec, ctx.times
         n = solution.shape[1]
         last = len(times) - 1
-        back_sign = -s["sign"]
+        back_sign = -problem.sign
         dynamics = AugmentedDynamics(func, spec, params, back_sign)
 
         def at_output(j: int, state: torch.Tensor) -> torch.Tensor:
@@ -93,18 +108,35 @@ class _AdjointSolve(torch.autograd.Function):
             i = last - j
             return torch.cat([solution[i], state[n : 2 * n] + grad_solution[i], state[2 * n :]])
 
+        tableau = s["adjoint_tableau"]
+        callbacks = step_callbacks(
+            func, adjoint=True, fixed_step=not tableau.adaptive, method=tableau.name,
+            state_view=_backward_structure(spec, params), sign=back_sign, t=times_t,
+        )  # fmt: skip
         start = torch.cat([solution[-1], grad_solution[-1], *(p.new_zeros(p.numel()) for p in params)])
         end = integrate(
-            dynamics, start, t.detach().flip(0), times[::-1], back_sign, s["adjoint_tableau"], s["adjoint_rtol"],
-            s["adjoint_atol"], s["adjoint_options"], s["adjoint_norm"], differentiable=False, backward=True,
-            state_jump=at_output,
+            dynamics, start, times_t.detach().flip(0), times[::-1], back_sign, tableau,
+            _backward_tolerance(s["adjoint_rtol"], params), _backward_tolerance(s["adjoint_atol"], params),
+            s["adjoint_options"], s["adjoint_norm"], differentiable=False, backward=True, state_jump=at_output,
+            callbacks=callbacks,
         )[-1]  # fmt: skip
         a = end[n : 2 * n]
         param_grads = [g.view_as(p) for g, p in zip(torch.split(end[2 * n :], dynamics.param_sizes), params)]
         t_grad = None
         if ctx.needs_input_grad[2]:
-            t_grad = _time_gradients(FlatField(func, spec, 1.0), t, solution, grad_solution, a)
+            t_grad = _time_gradients(FlatField(func, spec, 1.0), times_t, solution, grad_solution, a)
+            if problem.event_fn is not None:  # t[1] only gave the direction: the event time is not an input
+                t_grad[1:] = 0
         return (None, a + grad_solution[0], t_grad, *param_grads)
+
+
+def _backward_tolerance(tolerance, params: Sequence[torch.Tensor]):
+    """A per-element tolerance of the forward state, extended to the backward state ``(y, a, parameter
+    gradients)``: ``y`` and ``a`` take the state's values, the parameter gradients the smallest of them."""
+    if not isinstance(tolerance, torch.Tensor):
+        return tolerance
+    rest = sum(p.numel() for p in params)
+    return torch.cat([tolerance, tolerance, tolerance.min().expand(rest)])
 
 
 def _time_gradients(field: FlatField, t: torch.Tensor, solution: torch.Tensor, grad_solution: torch.Tensor, a0):
@@ -133,12 +165,13 @@ def odeint_adjoint(
     y0,
     t: torch.Tensor,
     *,
-    rtol: float = 1e-7,
-    atol: float = 1e-9,
-    method: str = "dopri5",
+    rtol: Any = 1e-7,
+    atol: Any = 1e-9,
+    method: str | None = "dopri5",
     options: dict[str, Any] | None = None,
-    adjoint_rtol: float | None = None,
-    adjoint_atol: float | None = None,
+    event_fn: Callable | None = None,
+    adjoint_rtol: Any = None,
+    adjoint_atol: Any = None,
     adjoint_method: str | None = None,
     adjoint_options: dict[str, Any] | None = None,
     adjoint_params: Sequence[torch.Tensor] | None = None,
@@ -150,22 +183,32 @@ def odeint_adjoint(
     ``adjoint_method`` (default: the forward ones) and ``adjoint_options`` (default: ``options`` when the method is
     the same, less a callable ``norm``, which is written for the forward state and not for the backward solve's
     ``(state, adjoint, parameter gradients)``); ``adjoint_options={"norm": "seminorm"}`` leaves the parameter-gradient channels out of its error
-    control (Kidger, Chen & Lyons 2021). Backward NFE is counted as ``nfe_backward`` by ``record_stats``.
+    control (Kidger, Chen & Lyons 2021). Backward NFE is counted as ``nfe_backward`` by ``record_stats``. With
+    ``event_fn``, returns ``(event_t, solution)`` as ``odeint`` does, the backward solve running from the event
+    back to ``t[0]`` (``odeint_event`` adds the gradients through the event time).
     """
     params = differentiated_params(func, adjoint_params, "odeint_adjoint")
-    problem = Problem.check(y0, t, rtol, atol, method, options)
+    problem = Problem.check(func, y0, t, rtol, atol, method, options, event_fn)
     tensors, spec, tableau, options = problem.tensors, problem.spec, problem.tableau, problem.options
-    rtol, atol = problem.rtol, problem.atol
     adjoint_tableau = lookup_method(adjoint_method or method, "adjoint_method")
     if adjoint_options is None:  # the forward options, less a callable norm: it was written for the forward state
-        inherited = options if adjoint_tableau is tableau else {}
+        inherited = options if adjoint_tableau.name == tableau.name else {}
         adjoint_options = {key: value for key, value in inherited.items() if not (key == "norm" and callable(value))}
     adjoint_options = check_options(adjoint_tableau, adjoint_options, "adjoint_options")
-    adjoint_rtol = check_tolerance("adjoint_rtol", rtol if adjoint_rtol is None else adjoint_rtol)
-    adjoint_atol = check_tolerance("adjoint_atol", atol if adjoint_atol is None else adjoint_atol)
+    adjoint_tableau = method_tableau(adjoint_tableau, adjoint_options)
+    device = tensors[0].device
+    adjoint_rtol = problem.rtol if adjoint_rtol is None else check_tolerance("adjoint_rtol", adjoint_rtol, spec, device)
+    adjoint_atol = problem.atol if adjoint_atol is None else check_tolerance("adjoint_atol", adjoint_atol, spec, device)
+    if adjoint_tableau.adaptive:
+        refuse_zero_tolerances(adjoint_rtol, adjoint_atol, "adjoint_")
+    if adjoint_params is not None and callable(adjoint_options.get("norm")) and len(params) < len(tuple(adjoint_params)):
+        warnings.warn("adjoint_params holds tensors that do not require grad: they are left out of the backward "
+                      "solve and of the tuple its adjoint norm receives (as in torchdiffeq).", stacklevel=2)  # fmt: skip
 
+    if problem.trivial:
+        return spec.unflatten(spec.flatten(tensors).unsqueeze(0))
     if not wants_gradients(tensors, t, params):
-        return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
+        return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, event_fn=event_fn)
 
     adjoint_norm = None
     if adjoint_tableau.adaptive:
@@ -176,9 +219,11 @@ def odeint_adjoint(
             state_parts=2 * len(spec.sizes),
         )  # fmt: skip
     settings = dict(
-        func=func, spec=spec, sign=problem.sign, times=problem.times, tableau=tableau, rtol=rtol, atol=atol,
-        options=options, norm=problem.norm, adjoint_tableau=adjoint_tableau, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
-        adjoint_options=adjoint_options, adjoint_norm=adjoint_norm,
+        func=func, problem=problem, adjoint_tableau=adjoint_tableau, adjoint_rtol=adjoint_rtol,
+        adjoint_atol=adjoint_atol, adjoint_options=adjoint_options, adjoint_norm=adjoint_norm,
     )  # fmt: skip
-    solution = _AdjointSolve.apply(settings, spec.flatten(tensors), t, *params)
-    return spec.unflatten(solution)
+    result = _AdjointSolve.apply(settings, spec.flatten(tensors), t, *params)
+    if event_fn is None:
+        return spec.unflatten(result)
+    event_t, solution = result
+    return event_t, spec.unflatten(solution)

@@ -27,9 +27,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .errors import refuse_double_backward
+from .arguments import Problem, differentiated_params, wants_gradients
+from .errors import InvalidArgumentError, refuse_double_backward
 from .runge_kutta import Clock, RungeKutta, StepTrace
-from .solve import FlatField, Problem, differentiated_params, integrate, odeint, wants_gradients
+from .solve import FlatField, odeint, solve_problem
 from .stats import report_solve
 
 
@@ -41,22 +42,26 @@ class _CheckpointSolve(torch.autograd.Function):
         # The graph storage's arithmetic, not recorded (autograd is off in a Function's forward): the recomputation
         # then repeats the forward's operations exactly, and both are odeint's (the buffered storage rounds
         # differently, which dopri8's large coefficients amplify to ~1e-12).
-        solution = integrate(
-            FlatField(func, p.spec, p.sign), y0_flat, t, p.times, p.sign, p.tableau, p.rtol, p.atol, p.options,
-            p.norm, differentiable=True, trace=trace,
-        )  # fmt: skip
+        result = solve_problem(p, func, t, y0_flat, differentiable=True, trace=trace)
         ctx.problem, ctx.func, ctx.steps = problem, func, trace.steps
         ctx.save_for_backward(t, *params, *trace.states)
-        return solution
+        if p.event_fn is None:
+            ctx.s_out = [p.sign * v for v in p.times]
+            return result
+        event_time, solution = result
+        ctx.s_out = [p.sign * p.times[0], p.sign * event_time]  # the event's state is the last step's dense output
+        event_t = torch.tensor(event_time, dtype=t.dtype, device=t.device)
+        ctx.mark_non_differentiable(event_t)
+        return event_t, solution
 
     @staticmethod
-    def backward(ctx, grad_solution: torch.Tensor):
+    def backward(ctx, *grads: torch.Tensor):
         refuse_double_backward("odeint_checkpoint")
-        p, steps = ctx.problem, ctx.steps
+        grad_solution = grads[-1]
+        p, steps, s_out = ctx.problem, ctx.steps, ctx.s_out
         t, *rest = ctx.saved_tensors
         params, states = rest[: len(rest) - len(steps)], rest[len(rest) - len(steps) :]
         want_t = ctx.needs_input_grad[3]
-        s_out = [p.sign * v for v in p.times]
         field = FlatField(ctx.func, p.spec, p.sign)
         a = torch.zeros_like(grad_solution[0])  # dL/dy at the end of the step being recomputed
         t_grad = torch.zeros_like(t) if want_t else None
@@ -91,10 +96,11 @@ def odeint_checkpoint(
     y0,
     t: torch.Tensor,
     *,
-    rtol: float = 1e-7,
-    atol: float = 1e-9,
-    method: str = "dopri5",
+    rtol: Any = 1e-7,
+    atol: Any = 1e-9,
+    method: str | None = "dopri5",
     options: dict[str, Any] | None = None,
+    event_fn: Callable | None = None,
     adjoint_params: Sequence[torch.Tensor] | None = None,
 ):
     """``odeint`` with checkpointed gradients: backprop's gradients, for one state per step of memory.
@@ -102,12 +108,24 @@ def odeint_checkpoint(
     Same arguments and solution as ``odeint``; gradients flow to ``y0``, ``t`` and the parameters:
     ``func.parameters()`` when ``func`` is an ``nn.Module``, else ``adjoint_params`` (required then), as for
     ``odeint_adjoint``. See the module docstring for what is kept and recomputed. The vector field must be
-    deterministic (the backward pass calls it again at the same points; draw random numbers outside it).
+    deterministic (the backward pass calls it again at the same points; draw random numbers outside it). With
+    ``event_fn``, returns ``(event_t, solution)`` as ``odeint`` does; ``t`` is then not differentiated (its first
+    entry's gradient is one through ``odeint`` or ``odeint_adjoint``).
     """
     params = differentiated_params(func, adjoint_params, "odeint_checkpoint")
-    problem = Problem.check(y0, t, rtol, atol, method, options)
+    problem = Problem.check(func, y0, t, rtol, atol, method, options, event_fn)
+    if problem.trivial:
+        return problem.spec.unflatten(problem.spec.flatten(problem.tensors).unsqueeze(0))
     if not wants_gradients(problem.tensors, t, params):
-        return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
+        return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=options, event_fn=event_fn)
+    if event_fn is not None and t.requires_grad and torch.is_grad_enabled():
+        raise InvalidArgumentError(
+            "odeint_checkpoint with event_fn does not differentiate t (the event solve's steps are recomputed at "
+            "their recorded times). Pass t.detach(), or use odeint or odeint_adjoint, which give t[0] its gradient."
+        )
     settings = dataclasses.replace(problem, tensors=[])  # what the backward pass needs, without the inputs
-    solution = _CheckpointSolve.apply(settings, func, problem.spec.flatten(problem.tensors), t, *params)
-    return problem.spec.unflatten(solution)
+    result = _CheckpointSolve.apply(settings, func, problem.spec.flatten(problem.tensors), t, *params)
+    if event_fn is None:
+        return problem.spec.unflatten(result)
+    event_t, solution = result
+    return event_t, problem.spec.unflatten(solution)

@@ -87,12 +87,17 @@ def initial_step(
 ) -> float:
     """Hairer, Norsett & Wanner, Solving ODEs I (2nd ed.), section II.4, "Automatic step size control".
 
-    Returns a positive step size; costs one evaluation of ``func``.
+    Returns a positive step size, or NaN when ``y0`` or ``f0`` is not finite (no step size can be chosen from them:
+    the caller reports the non-finite derivative); costs one evaluation of ``func`` otherwise.
     """
     with torch.no_grad():
         scale = y0.abs().mul_(rtol).add_(atol)
         d0 = norm(y0 / scale)
         d1 = norm(f0 / scale)
+        if not (math.isfinite(d0) and math.isfinite(d1)):
+            if not bool(torch.isfinite(f0).all() and torch.isfinite(y0).all()):
+                return math.nan
+            return 1e-6  # a zero scale (atol = 0 where y0 = 0): the controller grows this guess
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
         y1 = y0 + (direction * h0) * f0
         f1 = func(t0 + direction * h0, y1)

@@ -8,7 +8,8 @@ Two storage strategies for the stage derivatives ``k_j``:
 
 - **buffered** (no gradient can flow through the solve: inference, or the adjoint's own solves): the ``k_j`` are
   copied into one preallocated ``(stages, N)`` buffer, and each stage input ``y + h * sum_j a_ij k_j`` is a single
-  ``addmv`` kernel; the new solution, the error estimate and the dense output are one kernel each as well.
+  ``addmv`` kernel; the new solution, the error estimate and the dense output are one kernel each as well (the
+  dense output of a small state on several threads: one ``addmv`` per output, see ``interpolate``).
 - **graph** (autograd records the solve, e.g. the RK-Net of the paper): stage inputs are chains of
   ``add(..., alpha=h * a_ij)``, which autograd differentiates without saving any tensor, so backprop through the
   solver keeps only what the vector field itself saves.
@@ -23,6 +24,12 @@ Two hooks serve the gradient strategies (``checkpoint.py``, ``adjoint.py``) with
 - ``state_jump``: a function ``(j, y) -> y`` applied where the solve reaches output ``j`` (every interior output
   time becomes a point the solve lands on). The adjoint adds each output's incoming gradient there and carries on
   with its step size and controller history, instead of starting a new solve.
+
+And two serve torchdiffeq's interface (``solve.py``): ``callbacks`` (``callbacks.py``), called before every step
+attempt and after its acceptance or rejection, and ``event`` (``events.py``): the solve runs until the event
+function changes sign over an accepted step, then locates the event on that step's dense output. A step that must
+see a discontinuity at one of its ends (``jump_t``, the fixed-step ``perturb``) evaluates its stages there just
+beside it, at the resolution of ``t``'s dtype (``Clock.nudge``).
 """
 
 from __future__ import annotations
@@ -30,13 +37,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
+from .callbacks import StepCallbacks
 from .controllers import Norm, StepSizeController, initial_step, scaled_error_norm
 from .errors import MaxStepsExceededError, NonFiniteDerivativeError, StepSizeTooSmallError
 from .tableaus import ButcherTableau
+
+if TYPE_CHECKING:
+    from .events import EventLocator
 
 # The vector field as the integrator sees it: (time tensor from the Clock, flat state) -> flat derivative.
 FlatFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -68,9 +79,27 @@ class Clock:
             return self.t_first + (self.sign * (s - self.s_first)) * self.scale
         return torch.full((), self.sign * s, dtype=self.dtype, device=self.device)
 
+    def nudge(self, s: float, direction: float) -> float:
+        """The value of ``s`` next to ``s`` on the side ``direction`` (+1: right, -1: left), at the resolution of the
+        times the vector field receives (``t``'s dtype): where a stage must be evaluated just left or right of a
+        discontinuity. A float64 nudge would vanish when the time is rounded to a float32 ``t``."""
+        if self.dtype == torch.float64:
+            return math.nextafter(s, direction * math.inf)
+        toward = torch.tensor(self.sign * direction * math.inf, dtype=self.dtype)
+        return self.sign * torch.nextafter(torch.tensor(self.sign * s, dtype=self.dtype), toward).item()
+
     def span(self, h: float):
         """The step size as it enters the solution: a float, or a tensor carrying ``t``'s gradient."""
         return h * self.scale if self.differentiable else h
+
+    def theta_at(self, s_query: float, s: float, h: float, device: torch.device) -> torch.Tensor:
+        """The fraction of the step ``[s, s + h]`` at which ``s_query`` lies, as a 1-element tensor. With time
+        gradients, the time ``sign * s_query`` is held fixed while the step moves with ``t``, as an output time
+        that does not require grad is (64-bit, so the value is the float's)."""
+        if not self.differentiable:
+            return torch.full((1,), (s_query - s) / h, dtype=torch.float64, device=device)
+        fixed = torch.full((1,), self.sign * s_query, dtype=torch.float64, device=device)
+        return self.sign * (fixed - self.time(s)) / self.span(h)
 
     def thetas(self, j0: int, j1: int, s: float, h: float) -> torch.Tensor:
         """Fractions ``(s_out[j] - s) / h`` of the step ``[s, s + h]`` at which outputs ``j0..j1-1`` lie."""
@@ -127,6 +156,11 @@ class StepTrace:
     states: list[torch.Tensor] = field(default_factory=list)
 
 
+# States of at most this many numbers take the dense output's matrix-vector path when torch runs several threads
+# (``RungeKutta.interpolate``); above it the GEMM's threads pay off (measured: docs/benchmarks.md).
+SMALL_STATE = 16_384
+
+
 class _DeviceCoefficients:
     """A tableau's coefficients as tensors on one device and dtype, made once and cached."""
 
@@ -178,6 +212,8 @@ class RungeKutta:
         differentiable: bool,
         trace: StepTrace | None = None,
         state_jump: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+        callbacks: StepCallbacks | None = None,
+        event: EventLocator | None = None,
     ):
         self.func = func
         self.tableau = tableau
@@ -185,6 +221,8 @@ class RungeKutta:
         self.differentiable = differentiable
         self.trace = trace
         self.state_jump = state_jump
+        self.callbacks = callbacks
+        self.event = event
         self.nfe = 0
         self.accepted = 0
         self.rejected = 0
@@ -203,7 +241,7 @@ class RungeKutta:
     def _stage_times(self, s: float, h: float, left_of_end: bool) -> list[float]:
         times = [s + c * h for c in self.tableau.c]
         if left_of_end:  # the step ends on a discontinuity: evaluate its end from the left
-            end = math.nextafter(s + h, -math.inf)
+            end = self.clock.nudge(s + h, -1.0)
             times = [min(ti, end) for ti in times]
         return times
 
@@ -245,19 +283,44 @@ class RungeKutta:
         self, s: float, h: float, y: torch.Tensor, y_new: torch.Tensor, stages, j0: int, j1: int, left_of_end: bool
     ) -> torch.Tensor:
         """The solution at outputs ``j0..j1-1`` inside the step ``[s, s + h]``, by the tableau's dense output."""
+        return self.interpolate(s, h, y, y_new, stages, self.clock.thetas(j0, j1, s, h), left_of_end)
+
+    def _ensure_end_derivative(self, s: float, h: float, y_new: torch.Tensor, stages, left_of_end: bool) -> None:
+        """Hermite-type dense output needs ``f(s + h, y_new)``: evaluated once per step (it is the next step's first
+        stage, so it is kept) and placed after the stages."""
         if self.dense_rows > self.stages and self._f_end is None:
-            # Hermite-type dense output needs f(s + h, y_new): the next step's first stage, so it is kept.
-            s_end = math.nextafter(s + h, -math.inf) if left_of_end else s + h
+            s_end = self.clock.nudge(s + h, -1.0) if left_of_end else s + h
             self._f_end = self.evaluate(s_end, y_new)
             if self.differentiable:
                 stages.append(self._f_end)
             else:
                 stages[self.stages].copy_(self._f_end)
+
+    def interpolate(
+        self, s: float, h: float, y: torch.Tensor, y_new: torch.Tensor, stages, theta: torch.Tensor, left_of_end: bool
+    ) -> torch.Tensor:
+        """The solution at the fractions ``theta`` (1-D) of the step ``[s, s + h]``: ``y + h * W(theta) @ K``.
+
+        A small state solved with several intra-op threads combines the stages row by row with ``addmv``/``mv``
+        (matrix-vector kernels that stay on one thread at these sizes): a multithreaded GEMM over a few thousand
+        numbers costs microseconds on a quiet machine but milliseconds when another process holds a core, as its
+        threads wait for each other.
+        """
+        self._ensure_end_derivative(s, h, y_new, stages, left_of_end)
         coef = self.coef
-        theta = self.clock.thetas(j0, j1, s, h).to(coef.powers.dtype)  # t may be float64 beside a float32 state
+        theta = theta.to(coef.powers.dtype)  # t may be float64 beside a float32 state
         weights = theta.unsqueeze(1).pow(coef.powers) @ coef.interpolation_t
         K = torch.stack(list(stages[: self.dense_rows])) if self.differentiable else stages[: self.dense_rows]
         span = self.clock.span(h)
+        if self.small_state and not self.differentiable:
+            if len(weights) == 1:
+                return torch.addmv(y, K.t(), weights[0], alpha=span).unsqueeze(0)
+            out = y.new_empty(len(weights), y.numel())
+            for row, w in zip(out, weights):
+                torch.addmv(y, K.t(), w, alpha=span, out=row)
+            return out
+        if self.small_state:
+            return y.unsqueeze(0) + span * torch.stack([torch.mv(K.t(), w) for w in weights])
         if isinstance(span, float):
             return torch.addmm(y.unsqueeze(0), weights, K, alpha=span)
         return y.unsqueeze(0) + span * (weights @ K)  # the step size carries t's gradient
@@ -265,6 +328,8 @@ class RungeKutta:
     # ------------------------------------------------------------------------------------------------- driving
     def _prepare(self, y0: torch.Tensor) -> None:
         self.coef = _coefficients(self.tableau, y0.dtype, y0.device)
+        # Only a multithreaded GEMM can stall on a busy machine: on one thread the GEMM is the faster kernel.
+        self.small_state = y0.numel() <= SMALL_STATE and torch.get_num_threads() > 1
         if not self.differentiable:
             self.buffer = y0.new_empty(self.dense_rows, y0.numel())
         self._f_end: torch.Tensor | None = None  # f(s_new, y_new) when dense output evaluated it
@@ -298,6 +363,14 @@ class RungeKutta:
             f"rtol/atol, {fix}, or check the vector field near this time."
         )
 
+    def _raise_nonfinite_start(self, s: float, y: torch.Tensor) -> None:
+        """The derivative at the start of a step (the solve's first point, or after a rejection) is not finite."""
+        raise NonFiniteDerivativeError(
+            f"the vector field returned NaN or infinity at t={self.clock.sign * s:.17g} (from a finite state: "
+            f"{bool(torch.isfinite(y).all())}). Check the function for divisions by zero, logs of non-positive values "
+            f"or overflow near this time, or normalise its inputs."
+        )
+
     def _record(self, s, h, s_new, y, landing, left_of_end, restart_right, next_out) -> None:
         """Keep an accepted step in the trace (when there is one): its start state and how it was taken."""
         if self.trace is not None:
@@ -317,7 +390,7 @@ class RungeKutta:
             y_new = self.state_jump(j, y_new)
         if jumps or left_of_end:
             self._f_end = None
-            s_first = math.nextafter(s_new, math.inf) if left_of_end else s_new
+            s_first = self.clock.nudge(s_new, 1.0) if left_of_end else s_new
             return y_new, self.evaluate(s_first, y_new), left_of_end
         return y_new, self._carry_derivative(s_new, y_new, stages), False
 
@@ -333,37 +406,70 @@ class RungeKutta:
             return self.buffer[0]
         return known
 
-    def solve_fixed(self, y0: torch.Tensor, s_out: Sequence[float], grid: Sequence[float], max_num_steps: int):
+    def solve_fixed(
+        self, y0: torch.Tensor, s_out: Sequence[float], grid: Sequence[float], max_num_steps: int, perturb: bool = False
+    ):
         """Steps on ``grid`` (which starts and ends with the output span, and passes through every output time
-        when there is a ``state_jump``); returns the ``(len(s_out), N)`` solution."""
+        when there is a ``state_jump``); returns the ``(len(s_out), N)`` solution.
+
+        ``perturb``: every step is taken as if the field jumped at its ends (torchdiffeq's ``perturb``): its first
+        stage is evaluated just right of its start and any stage at its end just left of it. An event solve steps
+        until the event (``grid`` is then as long as ``max_num_steps`` allows) and returns ``[y0, y(event)]``.
+        """
         self._prepare(y0)
-        if len(grid) - 1 > max_num_steps:
+        steps = len(grid) - 1
+        if steps > max_num_steps:
             raise MaxStepsExceededError(
-                f"the fixed-step grid has {len(grid) - 1} steps, more than max_num_steps={max_num_steps}. Raise "
+                f"the fixed-step grid has {steps} steps, more than max_num_steps={max_num_steps}. Raise "
                 f"options['max_num_steps'] or use a larger options['step_size']."
             )
         chunks = [y0.unsqueeze(0)]
         next_out = 1
         y = y0
-        k0 = self.evaluate(grid[0], y)
-        for i in range(len(grid) - 1):
+        k0 = self.evaluate(self.clock.nudge(grid[0], 1.0) if perturb else grid[0], y)
+        for i in range(steps):
             s, s_new = grid[i], grid[i + 1]
             h = s_new - s
-            y_new, stages = self.step(s, h, y, k0)
+            if self.callbacks is not None:
+                self.callbacks.step(s, h, y)
+            y_new, stages = self.step(s, h, y, k0, perturb)
             self.accepted += 1
-            last = i + 1 == len(grid) - 1
-            self._record(s, h, s_new, y, last, False, False, next_out)
-            next_out = self._emit(s_out, s, h, s_new, y, y_new, stages, next_out, last, False, chunks)
+            last = i + 1 == steps
+            self._record(s, h, s_new, y, last, perturb, perturb, next_out)
+            next_out = self._emit(s_out, s, h, s_new, y, y_new, stages, next_out, last, perturb, chunks)
+            if self.event is not None and self._event_in_step(s, h, s_new, y, y_new, stages, perturb, chunks):
+                return torch.cat(chunks)
             if not last:
-                y_new, k0, _ = self._next_start(s_out, s_new, y_new, stages, next_out, False)
+                y_new, k0, _ = self._next_start(s_out, s_new, y_new, stages, next_out, perturb)
             y = y_new
+        if self.event is not None:
+            self.event.never_found(self.clock.sign * grid[0], self.clock.sign * grid[steps], steps)
         return torch.cat(chunks)
 
+    def _event_in_step(self, s, h, s_new, y, y_new, stages, left_of_end: bool, chunks) -> bool:
+        """Event solves: whether the event function changed sign over the accepted step ``[s, s_new]``; if so, the
+        event is located on the step's dense output (``EventLocator.locate``, which keeps its time) and the state
+        there appended to ``chunks``. HOST SYNC."""
+        if not self.event.crossed(self.clock.time(s_new).detach(), y_new):
+            return False
+        self._ensure_end_derivative(s, h, y_new, stages, left_of_end)  # recorded by autograd, where it records
+
+        def state_at(s_query: float) -> torch.Tensor:
+            theta = self.clock.theta_at(s_query, s, h, y.device)
+            return self.interpolate(s, h, y, y_new, stages, theta, left_of_end)[0]
+
+        s_event = self.event.locate(state_at, s, s_new, self.clock)
+        chunks.append(state_at(s_event).unsqueeze(0))
+        return True
+
     def solve_adaptive(self, y0: torch.Tensor, s_out: Sequence[float], config: AdaptiveConfig):
-        """Error-controlled integration over ``s_out[0] .. s_out[-1]``; returns the ``(len(s_out), N)`` solution."""
+        """Error-controlled integration over ``s_out[0] .. s_out[-1]``; returns the ``(len(s_out), N)`` solution.
+
+        An event solve (``event``) has ``s_out = [s0]``, runs until the event and returns ``[y0, y(event)]``.
+        """
         tab = self.tableau
         self._prepare(y0)
-        s, s_end = s_out[0], s_out[-1]
+        s, s_end = s_out[0], (math.inf if self.event is not None else s_out[-1])
         y = y0
         k0 = self.evaluate(s, y)
         if config.first_step is not None:
@@ -372,6 +478,8 @@ class RungeKutta:
             h = initial_step(
                 self.evaluate, s, y, k0, 1.0, tab.error_order, config.rtol, config.atol, config.norm
             )
+            if math.isnan(h):  # f(t0, y0) or y0 is not finite
+                self._raise_nonfinite_start(s, y)
         h = max(h, config.min_step)
         controller = StepSizeController(
             tab.error_order,
@@ -411,6 +519,8 @@ class RungeKutta:
                     "end the integration before this time",
                 )  # fmt: skip
             left_of_end = landing and land in jumps
+            if self.callbacks is not None:
+                self.callbacks.step(s, h_try, y)
             y_new, stages = self.step(s, h_try, y, k0, left_of_end)
             error = self.error_estimate(h_try, y, stages)
             with torch.no_grad():
@@ -421,9 +531,13 @@ class RungeKutta:
             nonfinite = not math.isfinite(ratio)
             if accepted:
                 self.accepted += 1
+                if self.callbacks is not None:
+                    self.callbacks.accept(s, h_try, y)
                 self._record(s, h_try, s_new, y, landing, left_of_end, restart_right, next_out)
                 next_out = self._emit(s_out, s, h_try, s_new, y, y_new, stages, next_out, landing, left_of_end, chunks)
                 if landing and s_new == s_end:
+                    break
+                if self.event is not None and self._event_in_step(s, h_try, s_new, y, y_new, stages, left_of_end, chunks):
                     break
                 y_next, k0, restart_right = self._next_start(s_out, s_new, y_new, stages, next_out, left_of_end)
                 if y_next is not y_new:  # the state jumped
@@ -434,13 +548,13 @@ class RungeKutta:
                 s, y, y_abs = s_new, y_next, y_new_abs
             else:
                 self.rejected += 1
+                if self.callbacks is not None:
+                    self.callbacks.reject(s, h_try, y)
                 if nonfinite and not bool(torch.isfinite(k0).all()):
-                    raise NonFiniteDerivativeError(
-                        f"the vector field returned NaN or infinity at t={self.clock.sign * s:.17g} (from a finite "
-                        f"state: {bool(torch.isfinite(y).all())}). Check the function for divisions by zero, logs of "
-                        f"non-positive values or overflow near this time, or normalise its inputs."
-                    )
+                    self._raise_nonfinite_start(s, y)
             if steps >= config.max_num_steps:
+                if self.event is not None:
+                    self.event.never_found(self.clock.sign * s_out[0], self.clock.sign * s, steps)
                 raise MaxStepsExceededError(
                     f"the solver took max_num_steps={config.max_num_steps} steps and reached only "
                     f"t={self.clock.sign * s:.17g} of t={self.clock.sign * s_end:.17g}. Raise "
@@ -464,7 +578,7 @@ class RungeKutta:
         before, which computed the same ``f(s, y)``.
         """
         self._prepare(y)
-        k0 = self.evaluate(math.nextafter(step.s, math.inf) if step.restart_right else step.s, y)
+        k0 = self.evaluate(self.clock.nudge(step.s, 1.0) if step.restart_right else step.s, y)
         y_new, stages = self.step(step.s, step.h, y, k0, step.left_of_end)
         chunks: list[torch.Tensor] = []
         self._emit(s_out, step.s, step.h, step.s_new, y, y_new, stages, step.first_output, step.landing,

@@ -1,79 +1,39 @@
-"""``odeint``: argument checking, tuple states, time direction, and dispatch to the one Runge-Kutta integrator.
+"""``odeint``: the vector field seen from the integrator, and the dispatch of a checked problem to the one
+Runge-Kutta integrator.
 
-Everything a user can get wrong is checked here, before any solving, and reported as an
-``InvalidArgumentError`` naming the value, the problem and the fix. The integrator (``runge_kutta.py``) then sees
-a flat 1-D state integrated over an increasing variable ``s = sign * t``.
+The arguments are checked first (``arguments.py``); the integrator (``runge_kutta.py``) then sees a flat 1-D state
+integrated over an increasing variable ``s = sign * t``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import nn
 
-from .controllers import CONTROLLER_PRESETS, resolve_norm
+from .arguments import (
+    EventGrid,
+    Problem,
+    StateSpec,
+    adaptive_config,
+    fixed_grid,
+    max_num_steps,
+    needs_graph,
+)
+from .callbacks import StepCallbacks, step_callbacks
 from .errors import InvalidArgumentError, NonFiniteDerivativeError
-from .runge_kutta import AdaptiveConfig, Clock, RungeKutta, StepTrace
+from .events import EventLocator
+from .runge_kutta import Clock, RungeKutta, StepTrace
 from .stats import report_solve
-from .tableaus import TABLEAUS, ButcherTableau
-
-METHODS: tuple[str, ...] = tuple(TABLEAUS)
-ADAPTIVE_METHODS: tuple[str, ...] = tuple(name for name, tab in TABLEAUS.items() if tab.adaptive)
-FIXED_STEP_METHODS: tuple[str, ...] = tuple(name for name, tab in TABLEAUS.items() if not tab.adaptive)
-
-ADAPTIVE_OPTIONS = (
-    "first_step", "safety", "ifactor", "dfactor", "max_num_steps", "min_step", "max_step",
-    "step_t", "jump_t", "norm", "controller", "pcoeff", "icoeff", "dcoeff",
-)  # fmt: skip
-FIXED_STEP_OPTIONS = ("step_size", "max_num_steps")
-DEFAULT_MAX_NUM_STEPS = 1_000_000
-
-
-# --------------------------------------------------------------------------------------------------- the state
-@dataclass(frozen=True)
-class StateSpec:
-    """How a tensor or tuple of tensors maps to the integrator's flat state and back."""
-
-    shapes: tuple[torch.Size, ...]
-    is_tuple: bool
-
-    @property
-    def sizes(self) -> list[int]:
-        return [math.prod(shape) for shape in self.shapes]
-
-    def flatten(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        if len(tensors) == 1:
-            return tensors[0].reshape(-1)
-        return torch.cat([x.reshape(-1) for x in tensors])
-
-    def unflatten(self, flat: torch.Tensor):
-        """Views of a flat state (or of the rows of a ``(T, N)`` solution, with ``leading`` dims kept)."""
-        lead = flat.shape[:-1]
-        if not self.is_tuple:
-            return flat.view(*lead, *self.shapes[0])
-        parts = torch.split(flat, self.sizes, dim=-1)
-        return tuple(p.reshape(*lead, *shape) for p, shape in zip(parts, self.shapes))
-
-    def check_derivative(self, out, t: torch.Tensor):
-        """The vector field's output as a list of tensors, or a clear error if its structure is wrong."""
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        if (isinstance(out, (tuple, list)) != self.is_tuple) or len(outs) != len(self.shapes) or any(
-            not isinstance(o, torch.Tensor) or o.shape != shape for o, shape in zip(outs, self.shapes)
-        ):
-            got = [tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__ for o in outs]
-            want = [tuple(s) for s in self.shapes]
-            raise InvalidArgumentError(
-                f"func(t, y) at t={float(t):.6g} returned shapes {got}, but y0 has shapes {want}. The vector field "
-                f"must return dy/dt with exactly the structure and shapes of y0."
-            )
-        return outs
+from .tableaus import ButcherTableau
 
 
 class FlatField:
-    """The user's ``func(t, y)`` seen from the integrator: flat state in, flat derivative of ``s = sign*t`` out."""
+    """The user's ``func(t, y)`` seen from the integrator: flat state in, flat derivative of ``s = sign*t`` out.
+
+    The integrator's flat state is in the spec's working dtype; ``func`` receives and returns the state's own.
+    """
 
     def __init__(self, func: Callable, spec: StateSpec, sign: float):
         self.func, self.spec, self.sign = func, spec, sign
@@ -83,238 +43,27 @@ class FlatField:
         flat = self.spec.flatten(out)
         return flat if self.sign > 0 else -flat
 
-
-def as_state(y0, name: str = "y0") -> tuple[list[torch.Tensor], StateSpec]:
-    is_tuple = isinstance(y0, (tuple, list))
-    tensors = list(y0) if is_tuple else [y0]
-    if not tensors or not all(isinstance(y, torch.Tensor) for y in tensors):
-        raise InvalidArgumentError(
-            f"{name} must be a tensor or a non-empty tuple of tensors, got {type(y0).__name__}. Pass the initial "
-            f"state as torch tensor(s)."
-        )
-    for y in tensors:
-        if not torch.is_floating_point(y):
-            raise InvalidArgumentError(
-                f"{name} has dtype {y.dtype}, which is not floating point. Convert it, e.g. {name}.float() or "
-                f"{name}.double()."
-            )
-    if len({y.dtype for y in tensors}) > 1 or len({y.device for y in tensors}) > 1:
-        raise InvalidArgumentError(
-            f"the tensors of {name} mix dtypes/devices {[(str(y.dtype), str(y.device)) for y in tensors]}. Give "
-            f"every part of a tuple state the same dtype and device."
-        )
-    return tensors, StateSpec(tuple(y.shape for y in tensors), is_tuple)
+    def grid_arguments(self, y0_flat: torch.Tensor, t: torch.Tensor) -> tuple:
+        """What a fixed-step ``grid_constructor`` is called with: ``(func, y0, t)`` as the user passed them."""
+        return self.func, self.spec.unflatten(y0_flat), t
 
 
-# --------------------------------------------------------------------------------------------------- arguments
-def check_times(t, device: torch.device) -> tuple[list[float], float]:
-    """Validate the output times; return them as floats and the direction (+1 increasing, -1 decreasing)."""
-    if not isinstance(t, torch.Tensor):
-        raise InvalidArgumentError(f"t must be a 1-D tensor of output times, got {type(t).__name__}. Use torch.tensor([...]).")
-    if t.dim() != 1 or t.numel() < 2:
-        raise InvalidArgumentError(
-            f"t has shape {tuple(t.shape)}; it must be 1-D with at least two output times (the first is the initial "
-            f"time), e.g. torch.tensor([0., 1.])."
-        )
-    if not torch.is_floating_point(t):
-        raise InvalidArgumentError(f"t has dtype {t.dtype}; output times must be floating point, e.g. t.float().")
-    if t.device != device:
-        raise InvalidArgumentError(
-            f"y0 is on {device} but t is on {t.device}. Put both on the same device, e.g. t.to(y0.device)."
-        )
-    times = t.detach().tolist()
-    if not all(math.isfinite(v) for v in times):
-        raise InvalidArgumentError(f"t contains non-finite values {times}. Output times must be finite numbers.")
-    steps = [b - a for a, b in zip(times, times[1:])]
-    if all(d > 0 for d in steps):
-        return times, 1.0
-    if all(d < 0 for d in steps):
-        return times, -1.0
-    bad = next(i for i, d in enumerate(steps) if (d <= 0) != (steps[0] <= 0) or d == 0)
-    raise InvalidArgumentError(
-        f"t must be strictly increasing or strictly decreasing, but t[{bad}]={times[bad]!r} and "
-        f"t[{bad + 1}]={times[bad + 1]!r} break that. Sort the output times and remove duplicates."
-    )
+def forward_callbacks(problem: Problem, func, t: torch.Tensor) -> StepCallbacks | None:
+    """The step callbacks ``func`` defines, for the forward solve of ``problem``."""
+    return step_callbacks(
+        func, adjoint=False, fixed_step=not problem.tableau.adaptive, method=problem.tableau.name,
+        state_view=problem.spec.unflatten, sign=problem.sign, t=t,
+    )  # fmt: skip
 
 
-def check_tolerance(name: str, value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise InvalidArgumentError(f"{name}={value!r} is not a number. Pass a non-negative float such as 1e-6.") from None
-    if not math.isfinite(value) or value < 0:
-        raise InvalidArgumentError(f"{name}={value!r} must be a finite, non-negative number. Use e.g. {name}=1e-6.")
-    return value
+def event_locator(problem: Problem, t: torch.Tensor, y0_flat: torch.Tensor) -> EventLocator:
+    """The watcher of ``problem.event_fn`` from the solve's start; its resolution in time is ``atol``."""
+    atol = problem.atol
+    resolution = float(atol.min()) if isinstance(atol, torch.Tensor) else atol
+    view = problem.spec.unflatten
+    return EventLocator(problem.event_fn, t[0].detach(), view(y0_flat.detach()), view, resolution)
 
 
-def lookup_method(method: str, name: str = "method") -> ButcherTableau:
-    if method not in TABLEAUS:
-        raise InvalidArgumentError(
-            f"{name}={method!r} is not a known method. Choose one of: adaptive {list(ADAPTIVE_METHODS)}, fixed-step "
-            f"{list(FIXED_STEP_METHODS)}."
-        )
-    return TABLEAUS[method]
-
-
-def _positive(options: dict, key: str, default, *, allow_zero: bool = False, allow_inf: bool = False) -> float:
-    value = options.get(key, default)
-    if value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise InvalidArgumentError(f"options['{key}']={value!r} is not a number.") from None
-    ok = (value >= 0 if allow_zero else value > 0) and (allow_inf or math.isfinite(value)) and not math.isnan(value)
-    if not ok:
-        raise InvalidArgumentError(
-            f"options['{key}']={value!r} must be a {'non-negative' if allow_zero else 'positive'}"
-            f"{'' if allow_inf else ', finite'} number."
-        )
-    return value
-
-
-def _times_inside(options: dict, key: str, sign: float, s_first: float, s_last: float) -> tuple[float, ...]:
-    values = options.get(key)
-    if values is None:
-        return ()
-    if isinstance(values, torch.Tensor):
-        values = values.detach().reshape(-1).tolist()
-    try:
-        values = [sign * float(v) for v in values]
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"options['{key}']={values!r} must be a sequence or 1-D tensor of times.") from None
-    return tuple(sorted(v for v in values if s_first < v < s_last))
-
-
-def check_options(tableau: ButcherTableau, options: dict | None, name: str = "options") -> dict:
-    options = dict(options or {})
-    accepted = ADAPTIVE_OPTIONS if tableau.adaptive else FIXED_STEP_OPTIONS
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise InvalidArgumentError(
-            f"{name} {unknown} not accepted by method {tableau.name!r} ({'adaptive' if tableau.adaptive else 'fixed-step'}). "
-            f"It accepts: {list(accepted)}."
-        )
-    return options
-
-
-def adaptive_config(
-    options: dict, rtol: float, atol: float, sign: float, s_out: Sequence[float], norm
-) -> AdaptiveConfig:
-    controller = options.get("controller", "integral")
-    if controller not in CONTROLLER_PRESETS:
-        raise InvalidArgumentError(
-            f"options['controller']={controller!r} is unknown. Use one of {list(CONTROLLER_PRESETS)}, and tune it "
-            f"with options pcoeff, icoeff, dcoeff."
-        )
-    p, i, d = CONTROLLER_PRESETS[controller]
-    max_num_steps = options.get("max_num_steps", DEFAULT_MAX_NUM_STEPS)
-    if not isinstance(max_num_steps, int) or max_num_steps < 1:
-        raise InvalidArgumentError(f"options['max_num_steps']={max_num_steps!r} must be a positive integer.")
-    dfactor = _positive(options, "dfactor", 0.2)
-    ifactor = _positive(options, "ifactor", 10.0)
-    if not dfactor < 1.0 < ifactor:
-        raise InvalidArgumentError(
-            f"options dfactor={dfactor} and ifactor={ifactor} must satisfy dfactor < 1 < ifactor (they bound how "
-            f"much one step may shrink or grow the step size)."
-        )
-    return AdaptiveConfig(
-        rtol=rtol,
-        atol=atol,
-        norm=norm,
-        first_step=_positive(options, "first_step", None),
-        safety=_positive(options, "safety", 0.9),
-        ifactor=ifactor,
-        dfactor=dfactor,
-        pcoeff=float(options.get("pcoeff", p)),
-        icoeff=float(options.get("icoeff", i)),
-        dcoeff=float(options.get("dcoeff", d)),
-        max_num_steps=max_num_steps,
-        min_step=_positive(options, "min_step", 0.0, allow_zero=True),
-        max_step=_positive(options, "max_step", math.inf, allow_inf=True),
-        step_s=_times_inside(options, "step_t", sign, s_out[0], s_out[-1]),
-        jump_s=_times_inside(options, "jump_t", sign, s_out[0], s_out[-1]),
-    )
-
-
-def fixed_grid(options: dict, s_out: Sequence[float], *, through_outputs: bool = False) -> list[float]:
-    """The fixed-step grid: ``options['step_size']`` from the first output time, or the output times themselves.
-
-    ``through_outputs``: the grid restarts at every output time (a solve whose state jumps there must land on it).
-    """
-    step_size = _positive(options, "step_size", None)
-    if step_size is None:
-        return list(s_out)
-    if through_outputs:
-        pieces = [fixed_grid(options, s_out[i : i + 2])[:-1] for i in range(len(s_out) - 1)]
-        return [s for piece in pieces for s in piece] + [s_out[-1]]
-    s_first, s_last = s_out[0], s_out[-1]
-    n = max(1, math.ceil((s_last - s_first) / step_size * (1 - 1e-12)))
-    return [s_first + k * step_size for k in range(n)] + [s_last]
-
-
-def needs_graph(func, tensors: Sequence[torch.Tensor], t: torch.Tensor, params: Sequence[torch.Tensor] = ()) -> bool:
-    """Whether autograd must record the solve (else the faster buffered storage is safe).
-
-    Closures that are not ``nn.Module``s may capture tensors that require grad, so they are recorded whenever
-    gradients are enabled.
-    """
-    if not torch.is_grad_enabled():
-        return False
-    if t.requires_grad or any(y.requires_grad for y in tensors) or any(p.requires_grad for p in params):
-        return True
-    if isinstance(func, nn.Module):
-        return any(p.requires_grad for p in func.parameters())
-    return True
-
-
-def differentiated_params(func, adjoint_params: Sequence[torch.Tensor] | None, name: str) -> tuple[torch.Tensor, ...]:
-    """The tensors besides ``y0`` and ``t`` whose gradients ``odeint_adjoint``/``odeint_checkpoint`` compute:
-    ``adjoint_params``, else ``func.parameters()``; those that require grad."""
-    if adjoint_params is None:
-        if not isinstance(func, nn.Module):
-            raise InvalidArgumentError(
-                f"func is a {type(func).__name__}, not an nn.Module, so {name} cannot find its parameters. Pass "
-                f"adjoint_params=(tensors to differentiate), or make func an nn.Module."
-            )
-        adjoint_params = tuple(func.parameters())
-    return tuple(p for p in adjoint_params if p.requires_grad)
-
-
-def wants_gradients(tensors: Sequence[torch.Tensor], t: torch.Tensor, params: Sequence[torch.Tensor]) -> bool:
-    """Whether a strategy with explicit parameters has any gradient to compute (else a plain solve will do)."""
-    return torch.is_grad_enabled() and (t.requires_grad or any(y.requires_grad for y in tensors) or len(params) > 0)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """The checked arguments of one solve: ``odeint``'s and ``odeint_adjoint``'s forward solve alike."""
-
-    tensors: list[torch.Tensor]
-    spec: StateSpec
-    times: list[float]
-    sign: float
-    rtol: float
-    atol: float
-    tableau: ButcherTableau
-    options: dict
-    norm: object
-
-    @classmethod
-    def check(cls, y0, t, rtol, atol, method: str, options: dict | None) -> "Problem":
-        """Validate everything before solving; raises ``InvalidArgumentError`` naming the bad value."""
-        tensors, spec = as_state(y0)
-        times, sign = check_times(t, tensors[0].device)
-        rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
-        tableau = lookup_method(method)
-        options = check_options(tableau, options)
-        norm = None
-        if tableau.adaptive:
-            norm = resolve_norm(options.get("norm", "rms"), sizes=spec.sizes, structured=spec.unflatten)
-        return cls(tensors, spec, times, sign, rtol, atol, tableau, options, norm)
-
-
-# ------------------------------------------------------------------------------------------------------ solving
 def integrate(
     field: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     y0_flat: torch.Tensor,
@@ -322,8 +71,8 @@ def integrate(
     times: Sequence[float],
     sign: float,
     tableau: ButcherTableau,
-    rtol: float,
-    atol: float,
+    rtol,
+    atol,
     options: dict,
     norm,
     *,
@@ -331,21 +80,37 @@ def integrate(
     backward: bool = False,
     trace: StepTrace | None = None,
     state_jump: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    callbacks: StepCallbacks | None = None,
+    event: EventLocator | None = None,
 ) -> torch.Tensor:
     """Solve the flat problem; returns the ``(len(t), N)`` solution and reports the statistics.
 
     ``trace`` and ``state_jump`` are the integrator's hooks for the gradient strategies (``runge_kutta.py``).
+    With an ``event``, the solve runs from ``times[0]`` in the direction ``sign`` until the event, returns the
+    ``(2, N)`` solution ``[y0, y(event)]`` and leaves the event's time in ``event.time_found``.
     """
     s_out = [sign * v for v in times]
-    clock = Clock(t, s_out, sign, differentiable=differentiable and t.requires_grad)
-    solver = RungeKutta(field, tableau, clock, differentiable=differentiable, trace=trace, state_jump=state_jump)
+    if event is None:
+        clock = Clock(t, s_out, sign, differentiable=differentiable and t.requires_grad)
+    else:  # the solve visits t[0] only; times after it are t[0] + sign * (s - s0), differentiable in t[0]
+        s_out = s_out[:1]
+        clock = Clock(torch.stack([t[0], t[0] + sign]), [s_out[0], s_out[0] + 1.0], sign,
+                      differentiable=differentiable and t.requires_grad)  # fmt: skip
+    solver = RungeKutta(field, tableau, clock, differentiable=differentiable, trace=trace, state_jump=state_jump,
+                        callbacks=callbacks, event=event)  # fmt: skip
     try:
         if tableau.adaptive:
-            solution = solver.solve_adaptive(y0_flat, s_out, adaptive_config(options, rtol, atol, sign, s_out, norm))
+            s_last = s_out[-1] if event is None else math.inf
+            config = adaptive_config(options, rtol, atol, sign, s_out[0], s_last, norm)
+            solution = solver.solve_adaptive(y0_flat, s_out, config)
         else:
-            max_num_steps = options.get("max_num_steps", DEFAULT_MAX_NUM_STEPS)
-            grid = fixed_grid(options, s_out, through_outputs=state_jump is not None)
-            solution = solver.solve_fixed(y0_flat, s_out, grid, max_num_steps)
+            steps = max_num_steps(options)
+            if event is None:
+                grid = fixed_grid(options, s_out, sign, lambda: field.grid_arguments(y0_flat, t),
+                                  through_outputs=state_jump is not None)  # fmt: skip
+            else:
+                grid = EventGrid(s_out[0], float(options["step_size"]), steps + 1)
+            solution = solver.solve_fixed(y0_flat, s_out, grid, steps, perturb=options.get("perturb", False))
             check_fixed_step_solution(solution, times)
     finally:
         report_solve(solver.nfe, solver.accepted, solver.rejected, backward=backward)
@@ -365,25 +130,55 @@ def check_fixed_step_solution(solution: torch.Tensor, times: Sequence[float]) ->
     )
 
 
+def solve_problem(p: Problem, func, t: torch.Tensor, y0_flat: torch.Tensor, *, differentiable: bool, **hooks):
+    """Solve a checked problem (``integrate`` with its settings); with an event, returns ``(event_time, solution)``
+    where ``event_time`` is a float (64-bit, whatever ``t``'s dtype)."""
+    field = FlatField(func, p.spec, p.sign)
+    callbacks = forward_callbacks(p, func, t)
+    settings = (field, y0_flat, t, p.times, p.sign, p.tableau, p.rtol, p.atol, p.options, p.norm)
+    if p.event_fn is None:
+        return integrate(*settings, differentiable=differentiable, callbacks=callbacks, **hooks)
+    locator = event_locator(p, t, y0_flat)
+    if locator.at_start:  # an entry of event_fn is zero at t[0]: the event is there (as in torchdiffeq)
+        report_solve(0, 0, 0, backward=False)
+        return p.times[0], torch.stack([y0_flat, y0_flat])
+    solution = integrate(*settings, differentiable=differentiable, callbacks=callbacks, event=locator, **hooks)
+    return locator.time_found, solution
+
+
 def odeint(
     func: Callable,
     y0,
     t: torch.Tensor,
     *,
-    rtol: float = 1e-7,
-    atol: float = 1e-9,
-    method: str = "dopri5",
+    rtol: Any = 1e-7,
+    atol: Any = 1e-9,
+    method: str | None = "dopri5",
     options: dict[str, Any] | None = None,
+    event_fn: Callable | None = None,
 ):
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, and return the solution at every time of ``t``.
 
     Gradients flow by ordinary backpropagation through the solver's operations (the paper's "RK-Net"); use
-    ``odeint_adjoint`` for memory that does not grow with the number of steps. See the package docstring for the
-    arguments, methods and options.
+    ``odeint_adjoint`` for memory that does not grow with the number of steps. With ``event_fn`` and
+    ``t = [t0, t1]``, the solve runs from ``t0`` in ``t1``'s direction until ``event_fn(t, y)`` reaches zero and
+    returns ``(event_t, solution)``, ``solution = [y0, y(event_t)]``; ``odeint_event`` adds gradients through the
+    event time. See the package docstring for the arguments, methods and options.
     """
-    p = Problem.check(y0, t, rtol, atol, method, options)
-    solution = integrate(
-        FlatField(func, p.spec, p.sign), p.spec.flatten(p.tensors), t, p.times, p.sign, p.tableau, p.rtol, p.atol,
-        p.options, p.norm, differentiable=needs_graph(func, p.tensors, t),
-    )  # fmt: skip
-    return p.spec.unflatten(solution)
+    p = Problem.check(func, y0, t, rtol, atol, method, options, event_fn)
+    if p.trivial:
+        return p.spec.unflatten(p.spec.flatten(p.tensors).unsqueeze(0))
+    result = solve_problem(p, func, t, p.spec.flatten(p.tensors), differentiable=needs_graph(func, p.tensors, t))
+    if p.event_fn is None:
+        return p.spec.unflatten(result)
+    event_time, solution = result
+    return torch.tensor(event_time, dtype=t.dtype, device=t.device), p.spec.unflatten(solution)
+
+
+def odeint_dense(func: Callable, y0, t0, t1, **kwargs):
+    """torchdiffeq's ``odeint_dense`` (an interpolant of the whole solve) is not supported: this raises saying so."""
+    raise InvalidArgumentError(
+        "odeint_dense (torchdiffeq's interpolant of a dopri5 solve over [t0, t1]) is not supported. Pass every time "
+        "you need in t to odeint instead: output times are read off the steps' dense output and cost no extra "
+        "evaluations, and the result is differentiable."
+    )

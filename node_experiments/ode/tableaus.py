@@ -16,7 +16,7 @@ sum to ``b`` (with zero for the extra row), so dense output is continuous with t
 
 Methods (``TABLEAUS`` maps each name to its tableau; each is also a module constant with its own docstring and
 ``source``): adaptive ``dopri5``, ``tsit5``, ``bosh3``, ``fehlberg2``, ``adaptive_heun``, ``dopri8``; fixed-step
-``euler``, ``midpoint``, ``heun``, ``rk4``. Coefficients are written as the published exact rationals or decimals
+``euler``, ``midpoint``, ``heun``, ``heun3``, ``rk4``. Coefficients are written as the published exact rationals or decimals
 and kept as ``fractions.Fraction`` until the final rounding to float, so ``b_error = b - b_hat`` and the derived
 dense-output matrices carry no intermediate rounding. Methods without a continuous extension of their own use cubic
 Hermite interpolation (``hermite_interpolation``, from the solver ``fit_dense_output``); dopri8 uses a degree-6
@@ -25,6 +25,7 @@ continuous extension over its stages and the end derivative.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -499,7 +500,17 @@ MIDPOINT = _make(
 """Explicit midpoint rule (Runge 1895): two stages, 2nd order."""
 
 HEUN = _make("heun", c=_HEUN_C, a=_HEUN_A, b=_HEUN_B, order=2, source=_HEUN_SOURCE)
-"""Heun's method (explicit trapezoidal rule): two stages, 2nd order, ``c = [0, 1]``."""
+"""Heun's method (explicit trapezoidal rule): two stages, 2nd order, ``c = [0, 1]``. torchdiffeq calls it ``heun2``."""
+
+HEUN3 = _make(
+    "heun3",
+    c=["0", "1/3", "2/3"],
+    a=[[], ["1/3"], ["0", "2/3"]],
+    b=["1/4", "0", "3/4"],
+    order=3,
+    source=_HEUN_SOURCE,
+)
+"""Heun's third-order method (Heun 1900): three stages, 3rd order, ``c = [0, 1/3, 2/3]``."""
 
 RK4 = _make(
     "rk4",
@@ -513,6 +524,16 @@ RK4 = _make(
 
 TABLEAUS: dict[str, ButcherTableau] = {
     tableau.name: tableau
-    for tableau in (DOPRI5, TSIT5, BOSH3, FEHLBERG2, ADAPTIVE_HEUN, DOPRI8, EULER, MIDPOINT, HEUN, RK4)
+    for tableau in (DOPRI5, TSIT5, BOSH3, FEHLBERG2, ADAPTIVE_HEUN, DOPRI8, EULER, MIDPOINT, HEUN, HEUN3, RK4)
 }
-"""Every method of the solver by name: the six adaptive ones, then the four fixed-step ones."""
+"""Every method of the solver by name: the six adaptive ones, then the five fixed-step ones."""
+
+
+def linear_interpolation(tableau: ButcherTableau) -> ButcherTableau:
+    """``tableau`` with its dense output replaced by linear interpolation between the step's ends.
+
+    ``y + theta * (y_new - y) = y + h * sum_j (theta * b_j) k_j``: one column, the weights ``b``. torchdiffeq's
+    fixed-step methods interpolate so by default (its ``interp="linear"``); exact at the step's ends, first
+    order in between.
+    """
+    return dataclasses.replace(tableau, interpolation=tuple((b_j,) for b_j in tableau.b))

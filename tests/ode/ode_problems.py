@@ -36,7 +36,7 @@ from torch import nn
 
 # Written out (the spec's list), not imported: the tests check the library against the spec.
 ADAPTIVE = ("dopri5", "tsit5", "bosh3", "fehlberg2", "adaptive_heun", "dopri8")
-FIXED = ("euler", "midpoint", "heun", "rk4")
+FIXED = ("euler", "midpoint", "heun", "heun3", "rk4")
 ALL_METHODS = ADAPTIVE + FIXED
 
 # Order of the propagated solution of each method, and of the embedded solution of each adaptive method
@@ -52,6 +52,7 @@ ORDER = {
     "euler": 1,
     "midpoint": 2,
     "heun": 2,
+    "heun3": 3,
     "rk4": 4,
 }
 EMBEDDED_ORDER = {"dopri5": 4, "tsit5": 4, "bosh3": 2, "fehlberg2": 1, "adaptive_heun": 1, "dopri8": 7}

@@ -39,7 +39,7 @@ def fitted_slope(hs, errors) -> float:
 
 
 # Coarsest step per fixed-step method (then halved three times) over the Riccati interval of length 1.
-FIXED_H0 = {"euler": 0.05, "midpoint": 0.05, "heun": 0.05, "rk4": 0.1}
+FIXED_H0 = {"euler": 0.05, "midpoint": 0.05, "heun": 0.05, "heun3": 0.1, "rk4": 0.1}
 
 
 @pytest.mark.parametrize("method", FIXED)

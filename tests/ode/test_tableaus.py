@@ -22,14 +22,15 @@ from node_experiments.ode import tableaus
 TABLEAUS = tableaus.TABLEAUS
 
 ADAPTIVE = ["dopri5", "tsit5", "bosh3", "fehlberg2", "adaptive_heun", "dopri8"]
-FIXED_STEP = ["euler", "midpoint", "heun", "rk4"]
+FIXED_STEP = ["euler", "midpoint", "heun", "heun3", "rk4"]
 EXPECTED_ORDERS = {
     "dopri5": (5, 4), "tsit5": (5, 4), "bosh3": (3, 2), "fehlberg2": (2, 1), "adaptive_heun": (2, 1),
-    "dopri8": (8, 7), "euler": (1, None), "midpoint": (2, None), "heun": (2, None), "rk4": (4, None),
+    "dopri8": (8, 7), "euler": (1, None), "midpoint": (2, None), "heun": (2, None), "heun3": (3, None),
+    "rk4": (4, None),
 }
 EXPECTED_STAGES = {
     "dopri5": 7, "tsit5": 7, "bosh3": 4, "fehlberg2": 3, "adaptive_heun": 2, "dopri8": 13,
-    "euler": 1, "midpoint": 2, "heun": 2, "rk4": 4,
+    "euler": 1, "midpoint": 2, "heun": 2, "heun3": 3, "rk4": 4,
 }
 FSAL = {"dopri5", "tsit5", "bosh3"}
 # Order (in theta) of the dense output: own continuous extensions of order 4 (dopri5, tsit5) and 5 (dopri8's
