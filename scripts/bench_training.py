@@ -5,8 +5,8 @@
 
 Each case builds the experiment's own task, model and data through the project's configs (``mnist_odenet``: real
 MNIST batches of 128, dopri5 at rtol = atol = 1e-3, adjoint gradients; ``mnist_rknet``: the same, backpropagating
-through the solver; ``mnist_resnet``; ``mnist_mlp``; ``spiral_latent_ode``: batches of 100 spirals), then copies
-the model and plugs torchdiffeq's ``odeint_adjoint`` / ``odeint`` into every ODE block of the copy (how a block
+through the solver; ``mnist_resnet``; ``mnist_mlp``; ``spiral_latent_ode``: batches of 100 spirals, checkpointed
+gradients), then copies the model and plugs torchdiffeq's ``odeint_adjoint`` / ``odeint`` into every ODE block of the copy (how a block
 computes gradients is read in one place, ``gradient_mode``). The two copies start from the same weights and take
 training steps (forward, loss, backward, optimizer step) on the same batches, alternating step by step in this
 process (the order swapped each round), so that machine load falls on both alike. Models without an ODE block run
@@ -61,13 +61,16 @@ OURS, THEIRS = "node-experiments", "torchdiffeq"
 
 
 def gradient_mode(block: ODEBlock) -> str:
-    """How the block computes gradients: ``adjoint`` or ``backprop`` (through the solver's operations)."""
-    return "adjoint" if block.adjoint else "backprop"
+    """How the block computes gradients (``solver.gradient``): ``adjoint``, ``backprop`` or ``checkpoint``."""
+    return block.gradient
 
 
 def torchdiffeq_solve(gradient: str) -> Callable[..., torch.Tensor]:
-    """torchdiffeq's function for a gradient mode."""
-    return {"adjoint": torchdiffeq.odeint_adjoint, "backprop": torchdiffeq.odeint}[gradient]
+    """torchdiffeq's function for a gradient strategy. It has no checkpointed mode: its ``odeint`` (backprop) gives
+    the same gradients, so that is the peer of ``checkpoint``."""
+    return {"adjoint": torchdiffeq.odeint_adjoint, "backprop": torchdiffeq.odeint, "checkpoint": torchdiffeq.odeint}[
+        gradient
+    ]
 
 
 def plug_torchdiffeq(model: nn.Module) -> nn.Module:
