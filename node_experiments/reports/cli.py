@@ -38,7 +38,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog=PROG, description=__doc__.split("\n\n")[0].strip("`: "))
+    top = _Parser(prog=PROG, description="Rebuild one of the paper's tables or figures from finished runs, beside "
+                  "the paper's numbers.", epilog=f"{PROG} REPORT --help: that report's options.")
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--output", type=Path, help="also write the Markdown to this file")
     reports = top.add_subparsers(dest="report", required=True, metavar="REPORT", parser_class=_Parser)

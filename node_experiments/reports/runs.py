@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ReportError
 from ..training.run_logger import COMPLETED, SUMMARY_FILE
@@ -33,9 +33,13 @@ def is_completed(summary: Mapping[str, Any]) -> bool:
     return summary.get("status", COMPLETED) == COMPLETED
 
 
-def run_config(folder: Path) -> dict:
-    """The composed config a run was started with (Hydra's ``<run>/.hydra/config.yaml``)."""
-    return yaml.safe_load((folder / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+def run_config(folder: Path) -> DictConfig:
+    """The composed config a run was started with (Hydra's ``<run>/.hydra/config.yaml``, which node-run writes)."""
+    path = folder / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ReportError(f"{folder} holds a summary.json but no .hydra/config.yaml: the reports read runs that "
+                          "node-run started (it writes both); leave this folder out or run it with node-run.")
+    return OmegaConf.load(path)
 
 
 def check_folders(paths: list[Path]) -> None:
