@@ -1,0 +1,94 @@
+"""``node-report``: the tables read the runs' summary.json, pick their own kind of run and put the paper's numbers
+beside ours; a mistake is one line on stderr with a fix and a non-zero exit status. The reports on real tiny runs
+are tested beside the runs they read: table1 in test_cli.py, table2 in test_table2_grid.py, figure3 in
+test_nfe_study.py, flows in test_flows.py."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from node_experiments.reports.cli import main
+from node_experiments.training.run_logger import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def classification_summary(experiment: str, data: str = "mnist", **changes) -> dict:
+    """A summary.json of a finished classification run, with the keys the trainer writes."""
+    return {
+        "experiment": experiment, "data": data, "epochs": 2, "test_error": 0.0123, "test_accuracy": 0.9877,
+        "params": 208_266, "nfe_forward": 26.0, "nfe_backward": 32.5, "peak_memory_bytes": 3 * 2**20,
+        "epoch_time_s": 61.0, "train_cpu_s": 100.0, "train_time_s": 122.0, "device": "cpu", "torch_threads": 1,
+        "status": "completed", **changes,
+    }  # fmt: skip
+
+
+def node_report(*args: str) -> subprocess.CompletedProcess:
+    """``python -m node_experiments.reports ARGS`` in a subprocess (the installed ``node-report`` runs the same)."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "node_experiments.reports", *args], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+def test_table1_has_a_row_per_finished_classification_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    runs = {
+        "a/odenet": classification_summary("mnist_odenet"),
+        "a/resnet": classification_summary("mnist_resnet", data="fashion_mnist", nfe_forward=0.0, nfe_backward=0.0),
+        "b/mlp": classification_summary("mnist_mlp", status="diverged"),  # stopped early: left out
+        "b/flow": {"experiment": "nf_density_matching", "final_loss": 1.0, "status": "completed"},  # not a classifier
+    }
+    for name, summary in runs.items():
+        (tmp_path / name).mkdir(parents=True)
+        write_json(tmp_path / name / "summary.json", summary)
+    output = tmp_path / "pages" / "table1.md"
+
+    assert main(["table1", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(output)]) == 0
+    printed = capsys.readouterr()
+    assert output.read_text() == printed.out and f"wrote {output}" in printed.err
+    lines = [line for line in printed.out.splitlines() if line.startswith("| ")]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines]
+    assert rows[0][:5] == ["Model", "Data", "Epochs", "Test error", "(paper)"]
+    assert [row[0] for row in rows[1:]] == ["ResNet", "ODE-Net"], "the paper's order; diverged and other runs out"
+    resnet, odenet = rows[1:]
+    assert odenet[3:7] == ["1.23%", "0.42%", "0.208M", "0.22M"] and odenet[7:11] == ["26.0", "32.5", "3.0 MiB", "O(1)"]
+    assert odenet[11:] == ["61 s", "50 s", "O(L~)", "cpu, 1 thread"]
+    assert resnet[1] == "fashion_mnist" and resnet[4] == resnet[6] == resnet[10] == "", "no paper figures off MNIST"
+
+
+@pytest.mark.parametrize("report", ["table1", "table2", "figure3", "flows"])
+def test_a_folder_without_runs_of_the_report_is_one_line(report: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "multirun.yaml").write_text("hydra: {overrides: {task: []}}\n")  # an empty grid
+    assert main([report, str(tmp_path / "sweep")]) == 1
+    (message,) = capsys.readouterr().err.splitlines()
+    assert message.startswith(f"node-report {report}: no finished ") and str(tmp_path / "sweep") in message
+    assert "node-run" in message, "the fix: the command that makes such runs"
+
+
+def test_a_missing_folder_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["table1", str(tmp_path), str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err == (f"node-report table1: not a folder: {tmp_path / 'nowhere'}. Give run folders "
+                                       "or the folders holding them (a sweep folder, outputs/).\n")
+
+
+def test_the_command_answers_mistakes_without_a_stack_trace(tmp_path: Path) -> None:
+    unknown = node_report("tabel1", str(tmp_path))
+    assert unknown.returncode == 2 and unknown.stdout == "" and len(unknown.stderr.splitlines()) == 1
+    assert "invalid choice: 'tabel1'" in unknown.stderr and "'table1'" in unknown.stderr
+    assert "node-report --help" in unknown.stderr
+    empty = node_report("flows", str(tmp_path))
+    assert empty.returncode == 1 and "Traceback" not in empty.stderr and len(empty.stderr.splitlines()) == 1
+
+
+def test_the_console_script_is_the_module_command() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts["node-report"].split(":")
+    assert getattr(importlib.import_module(module), function) is main
