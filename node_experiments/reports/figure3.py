@@ -105,12 +105,14 @@ def ratio_text(summary: dict) -> str:
 
 
 def memory_table(rows: list[dict]) -> list[str]:
-    """Bytes saved for backward by one batch (and the CUDA peak where measured), beside the paper's order."""
+    """Bytes saved for backward by one batch (and the CUDA peak where measured), beside the paper's order; the
+    study's rows grouped by network, in the paper's order (ODE-Net, RK-Net, ResNet)."""
     cuda = any(row.get("cuda_peak_bytes") is not None for row in rows)
     header = ["network", "tolerance", "NFE or blocks", "saved for backward", *(["CUDA peak"] if cuda else []),
               "paper"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
+    networks = list(PAPER_MEMORY)
+    for row in sorted(rows, key=lambda row: networks.index(row["network"]) if row["network"] in networks else 3):
         peak = row.get("cuda_peak_bytes")
         cells = [row["network"], "" if row["tolerance"] is None else tolerance_text(row["tolerance"]),
                  str(row["evaluations"]), f"{row['saved_bytes'] / MIB:.1f} MiB",
