@@ -92,3 +92,43 @@ def test_the_console_script_is_the_module_command() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, function = scripts["node-report"].split(":")
     assert getattr(importlib.import_module(module), function) is main
+
+
+def study_summary() -> dict:
+    """A summary.json of an NFE study run (``studies.nfe_study``), two tolerances, no memory rows."""
+    entry = {"nfe_forward": 14.0, "nfe_backward": 14.0, "error_max_abs": 3e-2, "error_rel_rms": 1e-3,
+             "forward_s": 0.4, "time_relative": 1.0, "accuracy": 0.9}  # fmt: skip
+    return {
+        "experiment": "mnist_nfe_study", "checkpoint": "odenet/checkpoints/last.pt", "trained_epochs": 4,
+        "method": "dopri5", "images": 512, "device": "cpu", "backward_forward_ratio": 0.92,
+        "backward_forward_ratio_seminorm": None, "memory": [],
+        "reference": {"method": "dopri5", "tolerance": 1e-8, "self_error": 1e-4},
+        "table": [{**entry, "tolerance": 1e-1, "time_relative": 0.5},
+                  {**entry, "tolerance": 1e-5, "nfe_forward": 44.0}],
+    }  # fmt: skip
+
+
+def test_all_writes_every_report_that_has_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One outputs folder, runs of two kinds: table1.md and figure3.md as their own commands print them, the
+    other reports named as skipped with the reason."""
+    outputs, pages = tmp_path / "outputs", tmp_path / "pages"
+    for name, summary in {"multirun/x/0_mnist_odenet": classification_summary("mnist_odenet"),
+                          "nfe_study/run": study_summary()}.items():  # fmt: skip
+        (outputs / name).mkdir(parents=True)
+        write_json(outputs / name / "summary.json", summary)
+
+    assert main(["all", str(outputs), "--output-dir", str(pages)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [f"- table1: {pages / 'table1.md'}",
+                       f"- table2: skipped: no node-run -m grid of spiral runs under {outputs}",
+                       f"- figure3: {pages / 'figure3.md'}",
+                       f"- flows: skipped: no finished density-matching run under {outputs}. Make them first: "
+                       "node-run -m experiment=nf_density_matching data.target=U1,U2,U3 model.layers=2,8,32 (and the "
+                       "same with experiment=cnf_density_matching model.width=2,8,32)."]  # fmt: skip
+    for name, paths in (("table1", [outputs]), ("figure3", [outputs / "nfe_study" / "run"])):
+        assert main([name, *map(str, paths)]) == 0
+        assert (pages / f"{name}.md").read_text() == capsys.readouterr().out
+    assert "| 1e-1 | 14 | 14 | 3.00e-02 | 1.00e-03 | 0.40 s | 0.50 | 90.00% |" in (pages / "figure3.md").read_text()
+    assert "| 0.92 | about 0.5 |" in (pages / "figure3.md").read_text()
+    assert main(["all", str(tmp_path / "pages"), "--output-dir", str(pages)]) == 1
+    assert "no finished run of any report under" in capsys.readouterr().err

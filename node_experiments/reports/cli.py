@@ -4,6 +4,7 @@
     node-report table2 GRIDS...  [--definitions] [--figures DIR] [--retest K=V ...]   # Table 2, Figures 8-9
     node-report figure3 RUN      [--figures DIR]                          # Figure 3 and the memory claim
     node-report flows RUNS...    [--figures DIR]                          # Figure 4: NF against CNF
+    node-report all OUTPUTS --output-dir DIR [--figures DIR]              # every report found runs for
 
 The Markdown goes to stdout and, with ``--output``, to a file; the files written are named on stderr. A mistake
 (an unknown report, a folder that is not there, folders without a finished run of the report's kind) is one line
@@ -26,7 +27,9 @@ REPORTS = {
     "table2": "Table 2 (and Figures 8-9): latent ODE against RNN on spirals, from node-run -m grids",
     "figure3": "Figure 3 and the memory claim, from an mnist_nfe_study run",
     "flows": "Figure 4: planar NF against planar CNF at density matching",
+    "all": "every report above whose runs are in a folder (outputs/), each written to its own file",
 }
+MODULES = {"all": "every"}  # a report whose module is not named after it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def report_module(name: str):
-    return importlib.import_module(f"{__package__}.{name}")
+    return importlib.import_module(f"{__package__}.{MODULES.get(name, name)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_status
     print(report.text, end="")
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report.text, encoding="utf-8")
+        report.write(args.output)
         print(f"wrote {args.output}", file=sys.stderr)
     for path in report.files:
         print(f"wrote {path}", file=sys.stderr)

@@ -3,10 +3,9 @@
     node-report flows outputs/figure4                       # the folder(s) holding the runs
     node-report flows RUN_DIR ... --figures docs/figures --output flows.md
 
-Every run folder under the given paths that holds a ``summary.json`` (a finished ``nf_density_matching`` or
-``cnf_density_matching`` run) is one cell: its target (``data.target``) and size (the NF's K = ``model.layers``,
-the CNF's M = ``model.width``) are read from the run's ``.hydra/config.yaml``. The report is the table of final
-losses (the loss E_q[log q + U] on the fixed evaluation samples after the last epoch; lower is better) with the
+Every finished ``nf_density_matching`` or ``cnf_density_matching`` run under the given paths is one cell: its
+target (``data.target``) and size (the NF's K = ``model.layers``, the CNF's M = ``model.width``) are read from
+the run's ``.hydra/config.yaml``. The report is the table of final losses (the loss E_q[log q + U] on the fixed evaluation samples after the last epoch; lower is better) with the
 true KL(q || p) = loss + log Z beside it; with ``--figures DIR`` it writes two figures there:
 
 - ``figure4_loss.png``: final loss against K or M, NF beside CNF, one panel per target (the paper's bottom row),
@@ -50,12 +49,12 @@ class Run:
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
-    """The finished density-matching runs at or under ``paths``."""
+    """The finished density-matching runs at or under ``paths`` (their summaries have the true KL, ``test_kl``)."""
     runs = []
     for folder, summary in finished_runs(paths):
-        config = run_config(folder)
-        if "target" not in config.get("data", {}):
+        if "test_kl" not in summary:
             continue  # not a density-matching run
+        config = run_config(folder)
         kind = "CNF" if config.model._target_.endswith("CNF") else "NF"
         size = int(config.model.width if kind == "CNF" else config.model.layers)
         runs.append(Run(folder, kind, str(config.data.target), size, summary, config))
