@@ -5,8 +5,9 @@
 
 Every finished ``nf_density_matching`` or ``cnf_density_matching`` run under the given paths is one cell: its
 target (``data.target``) and size (the NF's K = ``model.layers``, the CNF's M = ``model.width``) are read from
-the run's ``.hydra/config.yaml``. The report is the table of final losses (the loss E_q[log q + U] on the fixed evaluation samples after the last epoch; lower is better) with the
-true KL(q || p) = loss + log Z beside it; with ``--figures DIR`` it writes two figures there:
+the run's ``.hydra/config.yaml``. The report is the table of final losses (the loss E_q[log q + U] on the fixed
+evaluation samples after the last epoch; lower is better) with the true KL(q || p) = loss + log Z beside it; with
+``--figures DIR`` it writes two figures there:
 
 - ``figure4_loss.png``: final loss against K or M, NF beside CNF, one panel per target (the paper's bottom row),
   with the loss's lower bound -log Z (where KL = 0);
