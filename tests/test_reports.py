@@ -117,7 +117,7 @@ def test_all_writes_every_report_that_has_runs(tmp_path: Path, capsys: pytest.Ca
         (outputs / name).mkdir(parents=True)
         write_json(outputs / name / "summary.json", summary)
 
-    assert main(["all", str(outputs), "--output-dir", str(pages)]) == 0
+    assert main(["all", str(outputs), "--output-dir", str(pages), "--figures", str(pages / "figures")]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed == [f"- table1: {pages / 'table1.md'}",
                        f"- table2: skipped: no node-run -m grid of spiral runs under {outputs}",

@@ -33,14 +33,14 @@ def build(args: argparse.Namespace) -> Report:
         if not paths:
             lines.append(f"- {name}: skipped: no {KINDS[name]} under {args.folder}")
             continue
-        try:
-            report = _build(name, paths, figures)
-        except ReportError as error:
-            if not figures:
-                lines.append(f"- {name}: skipped: {error}")
-                continue
-            report = _build(name, paths, None)  # the table without the figures the runs cannot give
-            lines.append(f"- {name}: figures skipped: {error}")
+        report, problem = _build(name, paths, figures)
+        if problem and figures:  # the table alone, when it is the figures that the runs cannot give
+            report, _ = _build(name, paths, None)
+            if report:
+                lines.append(f"- {name}: figures skipped: {problem}")
+        if report is None:
+            lines.append(f"- {name}: skipped: {problem}")
+            continue
         report.write(output)
         files += [output, *report.files]
         lines.append(f"- {name}: {output}")
@@ -54,12 +54,16 @@ def build(args: argparse.Namespace) -> Report:
 KINDS = {"table2": "node-run -m grid of spiral runs", "figure3": "finished mnist_nfe_study run"}
 
 
-def _build(name: str, paths: list[Path], figures: Path | None) -> Report:
-    """The report as ``node-report NAME PATHS [--figures DIR]`` builds it (the command's parser gives defaults)."""
+def _build(name: str, paths: list[Path], figures: Path | None) -> tuple[Report | None, str]:
+    """The report as ``node-report NAME PATHS [--figures DIR]`` builds it (the command's parser gives defaults),
+    or None and why not."""
     from .cli import parser, report_module
 
     argv = [name, *map(str, paths), *(["--figures", str(figures)] if figures else [])]
-    return report_module(name).build(parser().parse_args(argv))
+    try:
+        return report_module(name).build(parser().parse_args(argv)), ""
+    except ReportError as error:
+        return None, str(error)
 
 
 def commands(folder: Path, runs: list[tuple[Path, dict]], output_dir: Path,
