@@ -79,13 +79,23 @@ def test_a_missing_folder_is_named(tmp_path: Path, capsys: pytest.CaptureFixture
                                        "or the folders holding them (a sweep folder, outputs/).\n")
 
 
-def test_the_command_answers_mistakes_without_a_stack_trace(tmp_path: Path) -> None:
-    unknown = node_report("tabel1", str(tmp_path))
-    assert unknown.returncode == 2 and unknown.stdout == "" and len(unknown.stderr.splitlines()) == 1
-    assert "invalid choice: 'tabel1'" in unknown.stderr and "'table1'" in unknown.stderr
-    assert "node-report --help" in unknown.stderr
+def test_an_unknown_report_is_one_line_with_the_choices(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["tabel1", "outputs"])
+    assert exit.value.code == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err == (
+        "node-report: argument REPORT: invalid choice: 'tabel1' (choose from 'table1', 'table2', 'figure3', 'flows', "
+        "'all'). See node-report --help.\n"
+    )
+
+
+def test_the_module_command_answers_a_mistake_without_a_stack_trace(tmp_path: Path) -> None:
+    """``python -m node_experiments.reports`` (the installed ``node-report`` calls the same ``main``)."""
     empty = node_report("flows", str(tmp_path))
-    assert empty.returncode == 1 and "Traceback" not in empty.stderr and len(empty.stderr.splitlines()) == 1
+    assert empty.returncode == 1 and empty.stdout == ""
+    assert empty.stderr.startswith(f"node-report flows: no finished density-matching run under {tmp_path}.")
+    assert len(empty.stderr.splitlines()) == 1
 
 
 def test_the_console_script_is_the_module_command() -> None:
