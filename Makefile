@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/node-run experiment=mnist_odenet trainer.max_epochs=1 hydra.run.dir=$(DEMO_DIR)/mnist_odenet $(DEMO_ARGS)
-	$(PY) scripts/table1.py $(DEMO_DIR)
+	$(VENV)/bin/node-report table1 $(DEMO_DIR)
 
 test: setup
 	$(PY) -m pytest -q

@@ -58,3 +58,14 @@ def retired_adjoint_setting(value: object, key: str = "solver") -> ConfigError:
         f"{key}.gradient=backprop; checkpoint gives backprop's gradients for one state per solver step of memory). "
         f"Replace it with {key}.gradient=NAME."
     )
+
+
+class ReportError(RunError):
+    """A report cannot be built from what it was given (a missing folder, no finished run of its kind).
+
+    ``exit_status`` is what ``node-report`` exits with: 2 for a command-line mistake, 1 for nothing to report.
+    """
+
+    def __init__(self, message: str, exit_status: int = 1) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status

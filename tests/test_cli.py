@@ -8,7 +8,6 @@ Table 1 is built from them. Mistakes end in a short message, without a stack tra
 from __future__ import annotations
 
 import json
-import runpy
 import subprocess
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose, run_node_run, sweep_jobs, tiny_overrides
+from node_experiments.reports.cli import main as report_main
 from node_experiments.training import train
 from node_experiments.training.checkpoint import load_checkpoint
 
@@ -31,7 +31,6 @@ TAGS = {
     "train/loss", "train/accuracy", "test/accuracy", "test/error", "nfe/forward", "nfe/backward",
     "memory/peak_bytes", "time/step_s", "time/epoch_s", "lr",
 }
-REPO = Path(__file__).resolve().parents[1]
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, *phrases: str) -> None:
@@ -98,12 +97,19 @@ def test_a_tighter_tolerance_raises_the_nfe(runs: dict[str, Path], tiny_data_roo
     assert summary["nfe_backward"] > default["nfe_backward"]
 
 
-def test_table1_from_the_sweep(runs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
-    table1 = runpy.run_path(str(REPO / "scripts" / "table1.py"))  # in this process: torch is loaded already
-    assert table1["main"]([str(runs["mnist_odenet"].parent)]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| Model") and len(rows) == 1 + len(MNIST_EXPERIMENTS)
-    assert {row.split("|")[1].strip() for row in rows[1:]} == {"1-Layer MLP", "ResNet", "RK-Net", "ODE-Net"}
+def test_table1_from_the_sweep(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """node-report table1 (in this process: torch is loaded already) on the sweep folder: a row per run, in the
+    paper's order, each run's test error beside the paper's."""
+    assert report_main(["table1", str(runs["mnist_odenet"].parent), "--output", str(tmp_path / "table1.md")]) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "table1.md").read_text() == printed
+    rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| ")]
+    assert rows[0][0] == "| Model" and [row[0] for row in rows[1:]] == ["| 1-Layer MLP", "| ResNet", "| RK-Net",
+                                                                        "| ODE-Net"]
+    paper_order = ["mnist_mlp", "mnist_resnet", "mnist_rknet", "mnist_odenet"]
+    for row, experiment, paper in zip(rows[1:], paper_order, ("1.60%", "0.41%", "0.47%", "0.42%"), strict=True):
+        summary = json.loads((runs[experiment] / "summary.json").read_text())
+        assert row[3:5] == [f"{100 * summary['test_error']:.2f}%", paper]
 
 
 def test_a_model_without_an_ode_has_no_solver_settings() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ from node_experiments.models.flows import (
     hutchinson_trace,
     normal_log_prob,
 )
+from node_experiments.reports.cli import main as report_main
 from node_experiments.tasks.base import build_task
 from node_experiments.training import train
 
@@ -220,13 +222,21 @@ FLOW_EXPERIMENTS = [
 ]  # fmt: skip
 
 
-@pytest.mark.e2e
-def test_every_flow_experiment_runs_through_node_run(tmp_path) -> None:
-    """One node-run sweep over the six experiments with debug=quick: summary.json with final_loss, figures."""
-    result = run_node_run(["-m", f"experiment={','.join(FLOW_EXPERIMENTS)}", "debug=quick", f"hydra.sweep.dir={tmp_path}"])
+@pytest.fixture(scope="module")
+def flow_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One node-run sweep over the six experiments with debug=quick."""
+    folder = tmp_path_factory.mktemp("flows")
+    experiments = ",".join(FLOW_EXPERIMENTS)
+    result = run_node_run(["-m", f"experiment={experiments}", "debug=quick", f"hydra.sweep.dir={folder}"])
     assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+@pytest.mark.e2e
+def test_every_flow_experiment_runs_through_node_run(flow_sweep: Path) -> None:
+    """Each run writes summary.json with final_loss, and its figures."""
     for number, experiment in enumerate(FLOW_EXPERIMENTS):
-        run_dir = tmp_path / f"{number}_{experiment}"
+        run_dir = flow_sweep / f"{number}_{experiment}"
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["experiment"] == experiment
         assert math.isfinite(summary["final_loss"]) and summary["final_loss"] == summary["test_loss"]
@@ -236,6 +246,25 @@ def test_every_flow_experiment_runs_through_node_run(tmp_path) -> None:
         main = "density_matching.png" if "density_matching" in experiment else "learned_density.png"
         assert figures == {main, "noise_to_data.png"}
         assert list((run_dir / "tb").iterdir())
+
+
+@pytest.mark.e2e
+def test_node_report_flows_tabulates_the_density_matching_runs(flow_sweep: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """node-report flows on the whole sweep: one cell per density-matching run (the others are not its kind), the
+    final loss with KL = loss + log Z, and both figures."""
+    assert report_main(["flows", str(flow_sweep), "--figures", str(tmp_path)]) == 0
+    printed = capsys.readouterr()
+    rows = [line.split(" | ") for line in printed.out.splitlines() if line.startswith("| ")]
+    nf, cnf = (compose(name, ["debug=quick"]) for name in ("nf_density_matching", "cnf_density_matching"))
+    assert rows[0] == ["| Target", f"NF K={nf.model.layers}", f"CNF M={cnf.model.width} |"]
+    assert nf.data.target == cnf.data.target and rows[1][0] == f"| {nf.data.target}" and len(rows) == 2
+    for cell, number, experiment in ((rows[1][1], 1, "nf"), (rows[1][2], 0, "cnf")):
+        summary = json.loads((flow_sweep / f"{number}_{experiment}_density_matching" / "summary.json").read_text())
+        assert cell.removesuffix(" |") == f"{summary['final_loss']:.3f} ({summary['test_kl']:.3f})"
+        assert summary["test_kl"] == pytest.approx(summary["final_loss"] + log_normaliser(nf.data.target), abs=1e-5)
+    for name in ("figure4_loss.png", "figure4_densities.png"):
+        assert (tmp_path / name).stat().st_size > 5_000 and f"wrote {tmp_path / name}" in printed.err
 
 
 @pytest.mark.e2e

@@ -21,6 +21,7 @@ from node_experiments.errors import ConfigError
 from node_experiments.studies import run_study
 from node_experiments.studies.memory_study import ODE_NET, RESNET, RK_NET
 from node_experiments.ode import record_stats
+from node_experiments.reports.cli import main as report_main
 from node_experiments.studies.nfe_study import backward_nfe, fit_through_origin, forward_pass
 from node_experiments.studies.trained_run import load_trained_run
 from node_experiments.training import train
@@ -129,6 +130,31 @@ def test_the_reported_ratio_is_the_least_squares_fit_of_the_batches(study_run: P
                         ("nfe_backward_seminorm", "backward_forward_ratio_seminorm")):  # fmt: skip
         assert summary[key] == pytest.approx(fit_through_origin(forward, [row[column] for row in batches]))
     assert summary["trained_epochs"] == 2, "panel (d) reads the training run's two epochs"
+
+
+@pytest.mark.e2e
+def test_node_report_figure3_tabulates_the_study(study_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    """A row per tolerance from the study's own table, its fitted ratio beside the paper's 0.5, the memory rows
+    beside the paper's orders, and the study's figures copied out."""
+    argv = ["figure3", str(study_run), "--figures", str(tmp_path / "figures"), "--output", str(tmp_path / "f3.md")]
+    assert report_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "f3.md").read_text() == printed
+    rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| ")]
+    by_tolerance = {row[0]: row for row in rows if row[0] in ("| 1e-1", "| 1e-3", "| 1e-5")}
+    for entry in read_csv(study_run / "nfe_study.csv"):
+        row = by_tolerance[f"| {entry['tolerance']:.0e}".replace("e-0", "e-")]
+        assert row[1:4] == [f"{entry[c]:.0f}" for c in ("nfe_forward", "nfe_backward", "nfe_backward_seminorm")]
+        assert row[4] == f"{entry['error_max_abs']:.2e}" and row[-1] == f"{100 * entry['accuracy']:.2f}% |"
+    summary = json.loads((study_run / "summary.json").read_text())
+    ratio = f"{summary['backward_forward_ratio']:.2f} ({summary['backward_forward_ratio_seminorm']:.2f} with the"
+    assert f"fitted through the origin | {ratio} seminorm) | about 0.5 |" in printed
+    paper = [row[-1] for row in rows if row[0] in (f"| {ODE_NET}", f"| {RK_NET}", f"| {RESNET}")]
+    assert paper == ["O(1) |"] * 3 + ["O(L~) |"] * 3 + ["O(L) |"] * 3
+    for name, copy in (("figure3", "nfe_study_figure3"), ("memory", "nfe_study_memory")):
+        copied = (tmp_path / "figures" / f"{copy}.png").read_bytes()
+        assert copied == (study_run / "figures" / f"{name}.png").read_bytes()
 
 
 def test_each_pass_is_counted_alone(trained_run: Path) -> None:

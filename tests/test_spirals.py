@@ -154,7 +154,7 @@ def test_the_test_range_keeps_extrapolation_within_the_radii_training_windows_co
 
 def test_the_test_range_moves_only_the_test_spirals() -> None:
     """The training split is the same tensor for tensor, so a model trained under one test range is the model
-    trained under the other (scripts/table2.py --retest relies on this)."""
+    trained under the other (node-report table2 --retest relies on this)."""
     same, observed = (split_spirals(make_spirals(**SMALL, test_size=10, test_range=choice), 10) for choice in TEST_RANGES)
     for name in ("observations", "obs_times", "truth", "noisy", "clockwise"):
         assert torch.equal(getattr(same[0], name), getattr(observed[0], name)), name

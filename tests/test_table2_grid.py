@@ -1,5 +1,5 @@
 """Table 2's grid end to end: a tiny sweep of both spiral experiments through Hydra's joblib launcher, collected
-by ``scripts/table2.py`` into the table beside the paper's numbers."""
+by ``node-report table2`` into the table beside the paper's numbers, with Figures 8 and 9."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def collect(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "table2.py"), *args], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "node_experiments.reports", "table2", *args], env=env, capture_output=True, text=True,
+        timeout=300,
     )
 
 
@@ -45,17 +46,22 @@ def table_rows(output: str) -> list[list[str]]:
 
 
 @pytest.mark.e2e
-def test_a_launcher_sweep_is_collected_into_table_2(grid: Path) -> None:
+def test_a_launcher_sweep_is_collected_into_table_2(grid: Path, tmp_path: Path) -> None:
     summaries = [json.loads(path.read_text()) for path in grid.rglob("summary.json")]
     assert sorted(s["experiment"] for s in summaries) == ["spiral_latent_ode"] * 2 + ["spiral_rnn"] * 2
     unfinished = grid / "9_spiral_rnn"  # a run that started and did not finish is named, not counted
     shutil.copytree(grid / "0_spiral_latent_ode" / ".hydra", unfinished / ".hydra")
     try:
-        collected = collect(str(grid), "--definitions")
+        collected = collect(str(grid), "--definitions", "--output", str(tmp_path / "table2.md"),
+                            "--figures", str(tmp_path / "figures"), "--figure-n-obs", "10")
     finally:
         shutil.rmtree(unfinished)
     assert collected.returncode == 0, collected.stderr[-3000:]
     table = collected.stdout
+    assert (tmp_path / "table2.md").read_text() == table
+    figures = sorted(path.name for path in (tmp_path / "figures").iterdir())
+    assert figures == ["spirals_figure8_n10.png", "spirals_figure9_n10.png"], figures
+    assert all((tmp_path / "figures" / name).stat().st_size > 10_000 for name in figures)
     assert "| paper | RNN | - | 0.3937 | 0.3202 | 0.1813 |" in table and "| paper | Latent ODE | - | 0.1642 |" in table
     for experiment, name in (("spiral_rnn", "RNN"), ("spiral_latent_ode", "Latent ODE")):
         values = [s["test_rmse_extrapolation_clean"] for s in summaries if s["experiment"] == experiment]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
-from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard import FileWriter, SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 METRICS_FILE = "metrics.jsonl"
@@ -25,24 +25,6 @@ SUMMARY_FILE = "summary.json"
 # ``status`` of ``errors.TrainingStopped``'s subclasses), ``interrupted`` (Ctrl-C, SIGTERM, a preemption signal:
 # a checkpoint holds the position reached) and ``failed`` (any other error).
 COMPLETED = "completed"
-
-
-def finished_runs(paths: list[Path]) -> list[tuple[Path, dict]]:
-    """(run folder, summary) for every completed run at or under ``paths`` (runs that stopped early are left out).
-
-    The table and figure scripts read runs through this, whether given run folders or sweep folders.
-    """
-    found = [
-        (summary_file.parent, json.loads(summary_file.read_text(encoding="utf-8")))
-        for path in paths
-        for summary_file in sorted(Path(path).rglob(SUMMARY_FILE))
-    ]
-    return [(folder, summary) for folder, summary in found if is_completed(summary)]
-
-
-def is_completed(summary: Mapping[str, Any]) -> bool:
-    """Whether a run's summary says it trained all its epochs (summaries without a status predate the field)."""
-    return summary.get("status", COMPLETED) == COMPLETED
 
 
 class RunLogger:
@@ -75,16 +57,20 @@ class RunLogger:
     def hyperparameters(self, config: Mapping[str, Any], final_metrics: Mapping[str, float]) -> None:
         """Record the run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab).
 
-        The metric names are scalar tags already logged, so TensorBoard shows their last values. Written into the
-        run's own event file, unlike ``SummaryWriter.add_hparams``, which opens a sub-run and duplicates scalars.
+        The metric names are scalar tags already logged, so TensorBoard shows their last values. The three hparams
+        summaries go into a second event file of the run's own ``tb`` folder, written by torch's public
+        ``FileWriter``: ``SummaryWriter`` has no public call that writes a ready summary (``add_hparams`` opens a
+        sub-run and logs the metrics there again as scalars). TensorBoard reads every event file of a folder as one
+        run; the scalars are flushed first, so a live TensorBoard, which moves on to the newer file, misses none.
         """
         if self.writer is None:
             return
         flat = {key: _hparam_value(value) for key, value in flatten(config).items()}
-        experiment, session_start, session_end = hparams(flat, dict(final_metrics))
-        file_writer = self.writer._get_file_writer()  # noqa: SLF001 - no public way to write these summaries
-        for summary in (experiment, session_start, session_end):
+        self.writer.flush()
+        file_writer = FileWriter(self.writer.get_logdir(), filename_suffix=".hparams")
+        for summary in hparams(flat, dict(final_metrics)):
             file_writer.add_summary(summary)
+        file_writer.close()
 
     def close(self) -> None:
         if self.writer is not None:

@@ -1,14 +1,13 @@
-#!/usr/bin/env python
-"""Rebuild the paper's Figure 4 (Chen et al. 2018, section 4.1): planar NF against planar CNF at density matching.
+"""Figure 4 of Chen et al. (2018, section 4.1) from density-matching runs: planar NF against planar CNF.
 
-    python scripts/figure4.py outputs/figure4                       # the folder(s) holding the runs
-    python scripts/figure4.py RUN_DIR ... --output-dir docs/figures --table docs/figure4.md
+    node-report flows outputs/figure4                       # the folder(s) holding the runs
+    node-report flows RUN_DIR ... --figures docs/figures --output flows.md
 
-Every run folder under the given paths that holds a ``summary.json`` (a finished ``nf_density_matching`` or
-``cnf_density_matching`` run) is one cell: its target (``data.target``) and size (the NF's K = ``model.layers``,
-the CNF's M = ``model.width``) are read from the run's ``.hydra/config.yaml``. The script prints the table of final
-losses (the loss E_q[log q + U] on the fixed evaluation samples after the last epoch; lower is better) with the
-true KL(q || p) = loss + log Z beside it, and writes two figures:
+Every finished ``nf_density_matching`` or ``cnf_density_matching`` run under the given paths is one cell: its
+target (``data.target``) and size (the NF's K = ``model.layers``, the CNF's M = ``model.width``) are read from
+the run's ``.hydra/config.yaml``. The report is the table of final losses (the loss E_q[log q + U] on the fixed
+evaluation samples after the last epoch; lower is better) with the true KL(q || p) = loss + log Z beside it; with
+``--figures DIR`` it writes two figures there:
 
 - ``figure4_loss.png``: final loss against K or M, NF beside CNF, one panel per target (the paper's bottom row),
   with the loss's lower bound -log Z (where KL = 0);
@@ -19,21 +18,18 @@ true KL(q || p) = loss + log Z beside it, and writes two figures:
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from node_experiments.data.densities import energy, log_normaliser  # noqa: E402
-from node_experiments.training.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint  # noqa: E402
-from node_experiments.training.run_logger import finished_runs  # noqa: E402
+from ..data.densities import energy, log_normaliser
+from ..training.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
+from . import Report
+from .runs import check_folders, finished_runs, nothing_found, run_config
 
 KINDS = ("NF", "CNF")
 SIZE_NAME = {"NF": "K", "CNF": "M"}
@@ -54,12 +50,12 @@ class Run:
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
-    """The finished density-matching runs at or under ``paths``."""
+    """The finished density-matching runs at or under ``paths`` (their summaries have the true KL, ``test_kl``)."""
     runs = []
     for folder, summary in finished_runs(paths):
-        config = OmegaConf.load(folder / ".hydra" / "config.yaml")
-        if "target" not in config.get("data", {}):
+        if "test_kl" not in summary:
             continue  # not a density-matching run
+        config = run_config(folder)
         kind = "CNF" if config.model._target_.endswith("CNF") else "NF"
         size = int(config.model.width if kind == "CNF" else config.model.layers)
         runs.append(Run(folder, kind, str(config.data.target), size, summary, config))
@@ -150,39 +146,28 @@ def density_figure(runs: list[Run], limit: float = 4.0, resolution: int = 100) -
     return figure
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders or the folders holding them")
-    parser.add_argument("--output-dir", type=Path, default=Path("."), help="where the two PNGs go (default: .)")
-    parser.add_argument("--table", type=Path, help="also write the table to this Markdown file")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders, or folders holding them")
+    parser.add_argument("--figures", type=Path, help="write figure4_loss.png and figure4_densities.png here")
     parser.add_argument("--no-densities", action="store_true", help="skip the density grid (it reloads every run)")
-    args = parser.parse_args(argv)
-    missing = [str(path) for path in args.runs if not path.is_dir()]
-    if missing:
-        print(f"figure4: not a folder: {', '.join(missing)}. Give run folders or sweep folders.", file=sys.stderr)
-        return 2
+
+
+def build(args: argparse.Namespace) -> Report:
+    check_folders(args.runs)
     runs = find_runs(args.runs)
     if not runs:
-        print(
-            f"figure4: no finished density-matching run under {', '.join(map(str, args.runs))}. Run the sweeps first:"
-            " node-run -m experiment=nf_density_matching data.target=U1,U2,U3 model.layers=2,8,32 (and the same"
-            " with experiment=cnf_density_matching model.width=2,8,32).",
-            file=sys.stderr,
+        raise nothing_found(
+            "density-matching run", args.runs, "node-run -m experiment=nf_density_matching data.target=U1,U2,U3 "
+            "model.layers=2,8,32 (and the same with experiment=cnf_density_matching model.width=2,8,32)."
         )
-        return 1
-    text = table(runs)
-    print(text, end="")
-    if args.table:
-        args.table.write_text(text, encoding="utf-8")
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    figures = {"figure4_loss": loss_figure(runs)}
-    if not args.no_densities:
-        figures["figure4_densities"] = density_figure(runs)
-    for name, figure in figures.items():
-        figure.savefig(args.output_dir / f"{name}.png", dpi=120, bbox_inches="tight")
-        print(f"wrote {args.output_dir / name}.png")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    report = Report(table(runs))
+    if args.figures:
+        args.figures.mkdir(parents=True, exist_ok=True)
+        figures = {"figure4_loss": loss_figure(runs)}
+        if not args.no_densities:
+            figures["figure4_densities"] = density_figure(runs)
+        for name, figure in figures.items():
+            report.files.append(args.figures / f"{name}.png")
+            figure.savefig(report.files[-1], dpi=120, bbox_inches="tight")
+            plt.close(figure)
+    return report

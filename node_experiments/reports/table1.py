@@ -1,22 +1,21 @@
-#!/usr/bin/env python
-"""Rebuild the paper's Table 1 (Chen et al. 2018, MNIST) from node-run runs, beside the paper's figures.
+"""Table 1 of Chen et al. (2018, MNIST) from classification runs, beside the paper's figures.
 
-    python scripts/table1.py outputs/multirun/2026-01-01/12-00-00        # a sweep folder
-    python scripts/table1.py RUN_DIR [RUN_DIR ...] [--output table1.md]  # or run folders
+    node-report table1 outputs/multirun/2026-01-01/12-00-00        # a sweep folder
+    node-report table1 RUN_DIR [RUN_DIR ...] --output table1.md    # or run folders
 
-Every ``summary.json`` under the given folders is one row: test error, parameters, NFE per batch forward and
-backward (last epoch's mean), peak memory (CUDA: most memory allocated; CPU: bytes saved for backward per batch)
-and training time per epoch (wall clock, and the process's CPU time, which a busy machine distorts less). The
-paper's figures are shown for the four MNIST experiments on MNIST.
+Every finished classification run (its ``summary.json`` has a ``test_error``) under the given folders is one row:
+test error, parameters, NFE per batch forward and backward (last epoch's mean), peak memory (CUDA: most memory
+allocated; CPU: bytes saved for backward per batch) and training time per epoch (wall clock, and the process's CPU
+time, which a busy machine distorts less). The paper's figures are shown for the four MNIST experiments on MNIST.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from node_experiments.training.run_logger import finished_runs
+from . import Report
+from .runs import check_folders, finished_runs, nothing_found
 
 # experiment -> (the paper's row name, test error %, parameters in millions, memory, time)
 PAPER = {
@@ -29,11 +28,29 @@ COLUMNS = (
     "Model", "Data", "Epochs", "Test error", "(paper)", "Params", "(paper)", "NFE fwd", "NFE bwd",
     "Peak memory", "(paper)", "Time / epoch", "CPU time / epoch", "(paper)", "Device",
 )
+NOTES = (
+    "NFE: function evaluations per training batch (mean over the last epoch). Peak memory: most memory allocated on "
+    "CUDA; on the CPU, the most bytes saved for backward by a batch. Times: training loop only, evaluation excluded. "
+    "Paper: 160 epochs; L: layers, L~: solver steps."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders, or folders holding them")
+
+
+def build(args: argparse.Namespace) -> Report:
+    check_folders(args.runs)
+    summaries = find_summaries(args.runs)
+    if not summaries:
+        raise nothing_found("classification run", args.runs,
+                            "node-run -m experiment=mnist_odenet,mnist_resnet,mnist_rknet,mnist_mlp")
+    return Report(markdown([row(summary) for _, summary in summaries]) + "\n" + NOTES + "\n")
 
 
 def find_summaries(paths: list[Path]) -> list[tuple[Path, dict]]:
-    """(run folder, summary) for every summary.json at or under ``paths``, in the paper's row order."""
-    found = finished_runs(paths)
+    """(run folder, summary) of every finished classification run at or under ``paths``, in the paper's order."""
+    found = [(folder, summary) for folder, summary in finished_runs(paths) if "test_error" in summary]
     order = list(PAPER)
 
     def rank(item: tuple[Path, dict]) -> tuple[int, str]:
@@ -79,36 +96,3 @@ def markdown(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders or sweep folders")
-    parser.add_argument("--output", type=Path, help="also write the table to this file")
-    args = parser.parse_args(argv)
-    missing = [str(path) for path in args.runs if not path.is_dir()]
-    if missing:
-        print(f"table1: not a folder: {', '.join(missing)}. Give run folders or sweep folders.", file=sys.stderr)
-        return 2
-    summaries = find_summaries(args.runs)
-    if not summaries:
-        print(
-            f"table1: no summary.json under {', '.join(map(str, args.runs))}: runs write it when they finish "
-            "(node-run -m experiment=mnist_odenet,mnist_resnet,mnist_rknet,mnist_mlp).",
-            file=sys.stderr,
-        )
-        return 1
-    table = markdown([row(summary) for _, summary in summaries])
-    notes = (
-        "\nNFE: function evaluations per training batch (mean over the last epoch). Peak memory: most memory "
-        "allocated on CUDA; on the CPU, the most bytes saved for backward by a batch. Times: training loop only, "
-        "evaluation excluded. Paper: 160 epochs; L: layers, L~: solver steps.\n"
-    )
-    print(table + notes, end="")
-    if args.output:
-        args.output.write_text(table + notes, encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

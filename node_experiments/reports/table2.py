@@ -1,15 +1,14 @@
-#!/usr/bin/env python
-"""Collect Table 2 grids (Chen et al. 2018, section 5.1) into Markdown tables beside the paper's numbers.
+"""Table 2 of Chen et al. (2018, section 5.1) from spiral grids: Markdown tables beside the paper's numbers.
 
 A grid is one Hydra sweep of both spiral experiments over data.n_obs and seeds, run by Hydra's launcher:
 
     node-run -m experiment=spiral_latent_ode,spiral_rnn data.n_obs=30,50,100 trainer.seed=0,1,2 \\
         hydra/launcher=joblib hydra.launcher.n_jobs=2 hydra.sweep.dir=outputs/table2/default
-    python scripts/table2.py outputs/table2/default                     # Table 2 of that grid
-    python scripts/table2.py outputs/table2/noise_0.3 outputs/table2/default outputs/table2/noise_0.05
-    python scripts/table2.py outputs/table2/default --definitions       # every RMSE definition, from the same runs
-    python scripts/table2.py outputs/table2/default --figures docs/figures   # Figures 8-9, first seed, n_obs 30
-    python scripts/table2.py outputs/table2/default --retest data.test_range=observed   # other test spirals
+    node-report table2 outputs/table2/default                     # Table 2 of that grid
+    node-report table2 outputs/table2/noise_0.3 outputs/table2/default outputs/table2/noise_0.05
+    node-report table2 outputs/table2/default --definitions       # every RMSE definition, from the same runs
+    node-report table2 outputs/table2/default --figures docs/figures   # Figures 8-9, first seed, n_obs 30
+    node-report table2 outputs/table2/default --retest data.test_range=observed   # other test spirals
 
 The table has a row per grid and model, labelled by the overrides that set the grid apart (the paper's rows
 first), with the grid's wall time (its sweep's start to its last run's end) and its runs' training time. Cells are the
@@ -35,7 +34,10 @@ from pathlib import Path
 
 import yaml
 
-from node_experiments.training.run_logger import SUMMARY_FILE, finished_runs
+from ..errors import ReportError
+from ..training.run_logger import SUMMARY_FILE
+from . import Report
+from .runs import check_folders, finished_runs, nothing_found, run_config
 
 MODELS = {"spiral_rnn": "RNN", "spiral_latent_ode": "Latent ODE"}
 # The paper's Table 2: predictive RMSE on the test set, by number of observed time points.
@@ -66,7 +68,8 @@ def read_grid(folder: Path) -> Grid:
     """The runs under ``folder`` (a ``hydra.sweep.dir``), labelled by the sweep's own overrides."""
     sweep = folder / "multirun.yaml"
     if not sweep.exists():
-        raise SystemExit(f"table2: {folder} holds no multirun.yaml: give the hydra.sweep.dir of a node-run -m grid.")
+        raise ReportError(f"{folder} holds no multirun.yaml: give the hydra.sweep.dir of a node-run -m grid "
+                          "(node-run -m experiment=spiral_latent_ode,spiral_rnn ... hydra.sweep.dir=FOLDER).")
     overrides = yaml.safe_load(sweep.read_text(encoding="utf-8"))["hydra"]["overrides"]["task"]
     # node-run gives a sweep across experiments their own keys with ++ (node_experiments/sweeps.py): shown without.
     settings = [item.lstrip("+") for item in overrides if item.split("=", 1)[0].lstrip("+~") not in GRID_AXES]
@@ -75,7 +78,7 @@ def read_grid(folder: Path) -> Grid:
     ends, completed = [], set()
     for run_dir, summary in finished_runs([folder]):
         completed.add(run_dir)
-        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+        config = run_config(run_dir)
         runs[summary["experiment"], int(config["data"]["n_obs"])].append(summary)
         grid.seeds.add(int(config["trainer"]["seed"]))
         grid.train_time_s += summary.get("train_time_s", 0.0)
@@ -141,8 +144,8 @@ def retest(grid: Grid, overrides: list[str]) -> None:
     import torch
     from omegaconf import OmegaConf
 
-    from node_experiments.studies.trained_run import load_trained_run
-    from node_experiments.tasks import build_task
+    from ..studies.trained_run import load_trained_run
+    from ..tasks import build_task
 
     torch.set_num_threads(1)
     device = torch.device("cpu")
@@ -152,8 +155,8 @@ def retest(grid: Grid, overrides: list[str]) -> None:
         config = OmegaConf.merge(OmegaConf.create(run.config), OmegaConf.from_dotlist(overrides))
         before, after = (task.dataloaders(torch.Generator()) for task in (run.task(device), build_task(config, device)))
         if not all(torch.equal(x, y) for x, y in zip(_tensors(before[0]), _tensors(after[0]))):
-            raise SystemExit(f"table2: --retest {' '.join(overrides)} changes the training spirals of {run_dir}; "
-                             "only overrides that leave them as they were (such as data.test_range) can be retested.")
+            raise ReportError(f"--retest {' '.join(overrides)} changes the training spirals of {run_dir}; only "
+                              "overrides that leave them as they were (such as data.test_range) can be retested.")
         metrics = build_task(config, device).evaluate(run.model, after[1])
         key = (summary["experiment"], int(config.data.n_obs))
         retested[key].append({**summary, **{f"test_{name}": value for name, value in metrics.items()}})
@@ -168,7 +171,7 @@ def _tensors(loader) -> list:
 
 def run_folder(grid: Grid, experiment: str, n_obs: int, seed: int) -> Path | None:
     for run_dir, summary in finished_runs([grid.folder]):
-        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+        config = run_config(run_dir)
         if (summary["experiment"], config["data"]["n_obs"], config["trainer"]["seed"]) == (experiment, n_obs, seed):
             return run_dir
     return None
@@ -179,8 +182,8 @@ def figures(grid: Grid, out: Path, n_obs: int) -> list[Path]:
     latent trajectories) of the grid's first seed at ``n_obs``."""
     import torch
 
-    from node_experiments.studies.trained_run import load_trained_run
-    from node_experiments.tasks.sequence_figures import predictions_figure
+    from ..studies.trained_run import load_trained_run
+    from ..tasks.sequence_figures import predictions_figure
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -189,7 +192,7 @@ def figures(grid: Grid, out: Path, n_obs: int) -> list[Path]:
     for experiment, name in MODELS.items():
         folder = run_folder(grid, experiment, n_obs, seed)
         if folder is None:
-            raise SystemExit(f"table2: {grid.folder} has no finished {experiment} run at n_obs={n_obs}, seed {seed}.")
+            raise ReportError(f"{grid.folder} has no finished {experiment} run at n_obs={n_obs}, seed {seed}.")
         run = load_trained_run(folder, torch.device("cpu"), key="run folder")
         task = run.task(torch.device("cpu"))
         _, test_loader = task.dataloaders(torch.Generator())
@@ -204,8 +207,7 @@ def figures(grid: Grid, out: Path, n_obs: int) -> list[Path]:
     return written
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("grids", type=Path, nargs="+", help="hydra.sweep.dir folders of node-run -m grids")
     parser.add_argument("--metric", default=METRIC, help=f"summary.json entry to tabulate (default {METRIC})")
     parser.add_argument("--definitions", action="store_true", help="every RMSE definition of the first grid")
@@ -214,21 +216,22 @@ def main() -> None:
     parser.add_argument(
         "--retest", nargs="+", metavar="KEY=VALUE", help="evaluate the trained models on other test spirals"
     )
-    args = parser.parse_args()
+
+
+def build(args: argparse.Namespace) -> Report:
+    check_folders(args.grids)
     grids = [read_grid(folder) for folder in args.grids]
+    if not any(grid.runs for grid in grids):
+        raise nothing_found("spiral run", args.grids, "node-run -m experiment=spiral_latent_ode,spiral_rnn "
+                            "data.n_obs=30,50,100 trainer.seed=0,1,2 hydra.sweep.dir=FOLDER")
     for grid in grids if args.retest else []:
         retest(grid, args.retest)
-    print(results_table(grids, args.metric))
+    lines = [results_table(grids, args.metric), ""]
     for grid in grids:
         runs = sum(len(summaries) for summaries in grid.runs.values())
-        print(f"\n`{grid.label}` ({grid.folder.name}): {runs} runs, seeds {sorted(grid.seeds)}", end="")
-        print("; not completed: " + ", ".join(map(str, grid.unfinished)) if grid.unfinished else "")
+        unfinished = "; not completed: " + ", ".join(map(str, grid.unfinished)) if grid.unfinished else ""
+        lines.append(f"`{grid.label}` ({grid.folder.name}): {runs} runs, seeds {sorted(grid.seeds)}{unfinished}")
     if args.definitions:
-        print("\n" + definitions_table(grids[0]))
-    if args.figures:
-        for path in figures(grids[0], args.figures, args.figure_n_obs):
-            print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()
+        lines += ["", definitions_table(grids[0])]
+    files = figures(grids[0], args.figures, args.figure_n_obs) if args.figures else []
+    return Report("\n".join(lines) + "\n", files)

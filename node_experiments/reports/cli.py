@@ -1,0 +1,74 @@
+"""``node-report REPORT PATHS... [--output FILE]``: rebuild one of the paper's tables or figures from finished runs.
+
+    node-report table1 RUNS...   [--output FILE]                          # Table 1: MNIST classifiers
+    node-report table2 GRIDS...  [--definitions] [--figures DIR] [--retest K=V ...]   # Table 2, Figures 8-9
+    node-report figure3 RUN      [--figures DIR]                          # Figure 3 and the memory claim
+    node-report flows RUNS...    [--figures DIR]                          # Figure 4: NF against CNF
+    node-report all OUTPUTS --output-dir DIR [--figures DIR]              # every report found runs for
+
+The Markdown goes to stdout and, with ``--output``, to a file; the files written are named on stderr. A mistake
+(an unknown report, a folder that is not there, folders without a finished run of the report's kind) is one line
+on stderr, without a stack trace: exit status 2 for the command line, 1 for nothing to report.
+``python -m node_experiments.reports`` is the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from ..errors import ReportError
+
+PROG = "node-report"
+REPORTS = {
+    "table1": "Table 1: test error, parameters, NFE, memory and time of the MNIST classifiers",
+    "table2": "Table 2 (and Figures 8-9): latent ODE against RNN on spirals, from node-run -m grids",
+    "figure3": "Figure 3 and the memory claim, from an mnist_nfe_study run",
+    "flows": "Figure 4: planar NF against planar CNF at density matching",
+    "all": "every report above whose runs are in a folder (outputs/), each written to its own file",
+}
+MODULES = {"all": "every"}  # a report whose module is not named after it
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line that says where to look."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: {message}. See {self.prog} --help.", file=sys.stderr)
+        sys.exit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(prog=PROG, description="Rebuild one of the paper's tables or figures from finished runs, beside "
+                  "the paper's numbers.", epilog=f"{PROG} REPORT --help: that report's options.")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--output", type=Path, help="also write the Markdown to this file")
+    reports = top.add_subparsers(dest="report", required=True, metavar="REPORT", parser_class=_Parser)
+    for name, summary in REPORTS.items():
+        module = report_module(name)
+        sub = reports.add_parser(name, parents=[output], help=summary, description=module.__doc__.split("\n\n")[0])
+        module.add_arguments(sub)
+    return top
+
+
+def report_module(name: str):
+    return importlib.import_module(f"{__package__}.{MODULES.get(name, name)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``node-report`` console script: print (and write) one report; its exit status."""
+    args = parser().parse_args(argv)
+    try:
+        report = report_module(args.report).build(args)
+    except ReportError as error:
+        print(f"{PROG} {args.report}: {error}", file=sys.stderr)
+        return error.exit_status
+    print(report.text, end="")
+    if args.output:
+        report.write(args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
+    for path in report.files:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
