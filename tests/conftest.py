@@ -126,8 +126,3 @@ def compose(experiment: str, overrides: list[str] = ()) -> DictConfig:
 def mnist_data_config(data_root: Path, *overrides: str) -> DictConfig:
     """The ``data`` group of the MNIST experiments, reading the tiny data at ``data_root``."""
     return compose("mnist_mlp", [f"data.root={data_root}", "data.download=false", *overrides]).data
-
-
-def mnist_data_config(data_root: Path, *overrides: str) -> DictConfig:
-    """The ``data`` group of the MNIST experiments, reading the tiny data at ``data_root``."""
-    return compose("mnist_mlp", [f"data.root={data_root}", "data.download=false", *overrides]).data
