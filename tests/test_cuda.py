@@ -21,7 +21,7 @@ from torch import nn
 from conftest import mnist_data_config, tiny_overrides
 from node_experiments.data.augment import crop_padded, random_offsets
 from node_experiments.data.images import image_classification_loaders
-from node_experiments.ode import FIXED_STEP_METHODS, METHODS, odeint, odeint_adjoint, record_stats
+from node_experiments.ode import FIXED_STEP_METHODS, GRADIENTS, METHODS, odeint_adjoint, record_stats
 from node_experiments.training import train
 from test_trainer import tiny_config
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
     reason="no CUDA device here (torch.cuda.is_available() is False); scripts/gpu_check.sh runs these on a GPU",
 )
 CUDA = torch.device("cuda")
-GRADIENT_MODES = {"adjoint": odeint_adjoint, "backprop": odeint}  # the solver's ways to compute gradients
+GRADIENT_MODES = GRADIENTS  # the solver's ways to compute gradients: adjoint, backprop, checkpoint
 MNIST_EXPERIMENTS = ["mnist_odenet", "mnist_resnet", "mnist_rknet", "mnist_mlp"]
 
 
