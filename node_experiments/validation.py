@@ -388,6 +388,14 @@ SCHEDULER_VALUES: Schema = {
         lambda v: isinstance(v, list) and all(_is_whole(x) and x >= 1 for x in v) and v == sorted(set(v)),
         [60, 100, 140],
     ),
+    "epochs": whole("the number of epochs the schedule spans", 160),
+    "fractions": Rule(
+        "the fractions of training after which the learning rate decays",
+        "an increasing list of numbers in (0, 1)",
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_number(x) and 0 < x < 1 for x in v)
+        and v == sorted(set(v)),
+        [0.375, 0.625, 0.875],
+    ),
 }
 
 # ---- studies

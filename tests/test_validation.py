@@ -93,6 +93,9 @@ def error_of(experiment: str, *overrides: str) -> str:
         ("mnist_odenet", "optimizer._target_=torch.nn.Linear", "optimizer._target_='torch.nn.Linear' is not a "
          "torch.optim.Optimizer"),
         ("mnist_odenet", "scheduler.milestones=[100,60]", "scheduler.milestones=[100,60]"),
+        ("mnist_odenet", "scheduler=multistep_scaled scheduler.fractions=[0.6,1.2]", "scheduler.fractions=[0.6,1.2]: "
+         "the fractions of training after which the learning rate decays must be an increasing list of numbers in "
+         "(0, 1)"),
         # the study
         ("mnist_nfe_study", "study.tolerances=[]", "study.checkpoint is not set"),
         ("mnist_nfe_study", "study.checkpoint=run study.tolerances=[]", "study.tolerances=[]"),
