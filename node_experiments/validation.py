@@ -284,6 +284,7 @@ TASKS: dict[str, tuple[Schema, Schema, tuple[str, ...]]] = {  # task class -> (t
     f"{_TASKS}.classification.ClassificationTask": ({}, IMAGE_DATA, _CLASSIFIERS),
     f"{_TASKS}.sequences.SequenceTask": (
         {
+            "objective": one_of("the training objective", ("reconstruct", "forecast")),
             "eval_seed": whole("the seed of the test ELBO's posterior samples", 0, minimum=0, maximum=2**63 - 1),
             "figure_spirals": whole("the number of test spirals in the predictions figure", 4),
             "figure_latent_spirals": whole("the number of test spirals in the latent figure", 100, minimum=2),
