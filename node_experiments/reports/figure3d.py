@@ -42,7 +42,7 @@ def build(args: argparse.Namespace) -> Report:
     if not runs:
         raise nothing_found("ODE-Net run with a metrics.jsonl", args.runs,
                             "node-run experiment=mnist_odenet trainer.max_epochs=10 scheduler=multistep_scaled")
-    report = Report("\n".join(run_text(folder, history) for folder, history in runs.items()))
+    report = Report("\n\n".join(run_text(folder, history) for folder, history in runs.items()) + "\n")
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
         figure = nfe_figure(runs)
@@ -73,7 +73,7 @@ def run_text(folder: Path, history: list[dict]) -> str:
         error = f"{100 * record['test/error']:.2f}%" if "test/error" in record else "-"
         lines.append(f"| {record['epoch']} | {record['nfe/forward']:.1f} | {record.get('nfe/backward', 0):.1f} | "
                      f"{record.get('train/loss', float('nan')):.4f} | {error} |")
-    return "\n".join([*lines, "", trend(history), ""]) + "\n"
+    return "\n".join([*lines, "", trend(history)])
 
 
 def trend(history: list[dict]) -> str:

@@ -156,12 +156,12 @@ def retest(grid: Grid, overrides: list[str]) -> None:
     for run in grid.runs:
         trained = load_trained_run(with_checkpoint(run, "--retest"), device, key="run folder")
         config = OmegaConf.merge(OmegaConf.create(trained.config), OmegaConf.from_dotlist(overrides))
-        before, after = (task.dataloaders(torch.Generator()) for task in (trained.task(device),
-                                                                          build_task(config, device)))
+        task = build_task(config, device)  # evaluate needs the task whose dataloaders made the test loader
+        before, after = trained.task(device).dataloaders(torch.Generator()), task.dataloaders(torch.Generator())
         if not all(torch.equal(x, y) for x, y in zip(_tensors(before[0]), _tensors(after[0]))):
             raise ReportError(f"--retest {' '.join(overrides)} changes the training spirals of {run.folder}; only "
                               "overrides that leave them as they were (such as data.test_range) can be retested.")
-        metrics = build_task(config, device).evaluate(trained.model, after[1])
+        metrics = task.evaluate(trained.model, after[1])
         summary = {**run.summary, **{f"test_{name}": value for name, value in metrics.items()}}
         retested.append(SpiralRun(run.folder, run.experiment, run.n_obs, run.seed, str(config.data.test_range),
                                   summary))  # fmt: skip
