@@ -145,3 +145,20 @@ def test_all_writes_every_report_that_has_runs(tmp_path: Path, capsys: pytest.Ca
     assert "| 0.92 | about 0.5 |" in (pages / "figure3.md").read_text()
     assert main(["all", str(tmp_path / "pages"), "--output-dir", str(pages)]) == 1
     assert "no finished run of any report under" in capsys.readouterr().err
+
+
+def test_flows_from_records_names_what_needs_the_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Records keep no checkpoint: the density grid says so; the table and the loss figure need none."""
+    run = tmp_path / "records" / "nf_u1_k2"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "model: {_target_: node_experiments.models.flows.PlanarNF, layers: 2}\n"
+        "data: {target: U1, batches_per_epoch: 50}\noptimizer: {lr: 0.01}\n"
+    )
+    write_json(run / "summary.json", {"status": "completed", "experiment": "nf_density_matching", "epochs": 10,
+                                      "final_loss": -0.862, "test_kl": 1.015, "train_time_s": 11.0})  # fmt: skip
+    figures = tmp_path / "figures"
+    assert main(["flows", str(tmp_path / "records"), "--figures", str(figures)]) == 1
+    assert "holds no checkpoints/last.pt (run records keep none)" in capsys.readouterr().err
+    assert main(["flows", str(tmp_path / "records"), "--figures", str(figures), "--no-densities"]) == 0
+    assert "| U1 | -0.862 (1.015) |" in capsys.readouterr().out and (figures / "figure4_loss.png").is_file()

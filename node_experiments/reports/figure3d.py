@@ -21,7 +21,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from ..training.run_logger import METRICS_FILE
 from . import Report
@@ -95,8 +95,9 @@ def nfe_figure(runs: dict[Path, list[dict]]) -> Figure:
             by_loss.plot([r["train/loss"] for r in records], [r[key] for r in records], style, label=prefix + name)
     by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_epoch.set(xlabel="training epoch", ylabel="NFE per batch (epoch mean)", title="(d) NFE over training")
-    by_loss.set(xlabel="training loss (epoch mean)", ylabel="NFE per batch (epoch mean)", xscale="log",
-                title="NFE against training loss")
+    by_loss.set(xlabel="training loss (epoch mean, decreasing: training runs left to right)",
+                ylabel="NFE per batch (epoch mean)", xscale="log", title="NFE against training loss")
+    by_loss.xaxis.set_minor_formatter(NullFormatter())
     by_loss.invert_xaxis()
     for axes in (by_epoch, by_loss):
         axes.grid(alpha=0.3)
