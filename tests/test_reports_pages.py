@@ -55,7 +55,7 @@ def test_pages_rewrites_each_block_from_its_command(site: Path, capsys: pytest.C
     text = page.read_text()
     assert text.startswith("# A page\n\n```markdown\n<!-- node-report records a b -->\n```\n\n"), "fenced: plain"
     assert f"<!-- node-report table1 runs -->\n\n{table1}\n<!-- end node-report -->\n\nBetween." in text
-    assert "NFE per training batch: forward 21.0 at epoch 1, 22.0 at epoch 2 (1.05x); backward 22.0 at epoch 1, " in text
+    assert "NFE per training batch: forward 21.0 at epoch 1, 22.0 at epoch 2 (1.05x); backward 22.0 at epoch 1" in text
     assert text.endswith("(1.05x).\n\n<!-- end node-report -->\nThe end.\n")
     assert printed_by(capsys, "pages", str(page), "--root", str(site)) == f"{page}: 2 blocks, up to date\n"
 

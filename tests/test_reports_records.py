@@ -114,7 +114,11 @@ def test_records_of_several_sources_each_go_to_their_own_folder(sweep: Path, tmp
 def test_records_refuses_a_command_it_cannot_carry_out(argv: list[str], sweep: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "x" / "noise").mkdir(parents=True)
-    assert main([item.format(sweep=sweep, tmp=tmp_path) for item in argv]) == 2
+    try:
+        status = main([item.format(sweep=sweep, tmp=tmp_path) for item in argv])
+    except SystemExit as exit:  # a command-line mistake, from the parser
+        status = exit.code
+    assert status == 2
     (message,) = capsys.readouterr().err.splitlines()
     assert message.startswith("node-report records: ") and ("DEST" in message or "same name" in message)
 
@@ -167,5 +171,8 @@ def test_table2_names_what_it_cannot_do_with_records(sweep: Path, tmp_path: Path
     report(capsys, "records", str(sweep), str(records))
     assert main(["table2", str(records), "--figures", str(tmp_path / "figures")]) == 1
     assert "--figures needs the trained models" in capsys.readouterr().err
+    (records / "grid.json").write_text("{}")
+    assert main(["table2", str(records)]) == 1
+    assert "grid.json cannot be read (KeyError: 'overrides')" in capsys.readouterr().err
     assert main(["table2", str(tmp_path)]) == 1, "a run and its records in one folder are two grids"
     assert "holds two spiral_rnn runs at n_obs=30, seed 10" in capsys.readouterr().err

@@ -33,7 +33,8 @@ REPORTS = {
     "figure3d": "Figure 3d: NFE per batch over training, from the metrics.jsonl of ODE-Net runs",
     "flows": "Figure 4: planar NF against planar CNF at density matching",
     "all": "every report above whose runs are in a folder (outputs/), each written to its own file",
-    "records": "copy the small records of finished runs (configs, summaries, metrics) to commit under docs/results/runs",
+    "records": "copy the small records of finished runs (configs, summaries, metrics), to commit under "
+               "docs/results/runs",
     "model-state": "write a run's trained model (float32 state and config, under 1 MiB) to commit beside its records",
     "pages": "rewrite the node-report blocks of results pages from their commands (--check: compare)",
 }

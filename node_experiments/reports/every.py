@@ -2,10 +2,11 @@
 
 Each report whose runs are under the folder is built as its own command would build it and written to
 ``DIR/<report>.md``: ``table1``, ``figure3d`` and ``flows`` from the whole folder; ``table2`` from every grid (a
-sweep folder with a ``multirun.yaml``, or the records of one with a ``grid.json``) holding spiral runs; ``figure3`` from each NFE study run (``figure3.md``, or
-``figure3_<run folder>.md`` when there are several). ``--figures DIR`` passes on to the reports that draw (for
-``figure3`` only when there is one study, as the copies would otherwise overwrite each other). A report without
-runs is skipped and said so; the command fails only when no report has runs.
+sweep folder with a ``multirun.yaml``, or the records of one with a ``grid.json``) holding spiral runs;
+``figure3`` from each NFE study run (``figure3.md``, or ``figure3_<run folder>.md`` when there are several).
+``--figures DIR`` passes on to the reports that draw (for ``figure3`` only when there is one study, as the copies
+would otherwise overwrite each other). A report without runs is skipped and said so; the command fails only when
+no report has runs.
 """
 
 from __future__ import annotations

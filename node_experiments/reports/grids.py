@@ -51,7 +51,8 @@ def grid_info(folder: Path) -> GridInfo | None:
             return GridInfo(list(record["overrides"]), record.get("wall_time_s"), list(record.get("not_completed", [])))
         except (ValueError, KeyError, TypeError) as error:
             raise ReportError(f"{folder / GRID_FILE} cannot be read ({type(error).__name__}: {error}): it is not one "
-                              "that node-report records wrote. Write it again with node-report records SWEEP DEST.") from None
+                              "that node-report records wrote. Write it again with node-report records SWEEP "
+                              "DEST.") from None
     if (folder / SWEEP_FILE).is_file():
         return GridInfo(sweep_overrides(folder), sweep_wall_time(folder), not_completed(folder))
     return None

@@ -41,7 +41,7 @@ class Block:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pages", nargs="+", type=Path, help="Markdown pages holding node-report blocks")
+    parser.add_argument("pages", nargs="+", type=Path, metavar="PAGE", help="Markdown pages holding node-report blocks")
     parser.add_argument("--check", action="store_true", help="compare instead of rewriting; exit 1 at a difference")
     parser.add_argument("--root", type=Path, default=Path("."), help="where the commands run (the repository root)")
 

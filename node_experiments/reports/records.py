@@ -40,16 +40,14 @@ ELSEWHERE = "<elsewhere>"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=Path, metavar="SRC... DEST",
-                        help="run or sweep folders (or folders holding them), then the folder the records go to")
+    parser.add_argument("sources", nargs="+", type=Path, metavar="SRC",
+                        help="run or sweep folders, or folders holding them")
+    parser.add_argument("destination", type=Path, metavar="DEST", help="the folder the records go to")
     parser.add_argument("--without-metrics", action="store_true", help="leave each run's metrics.jsonl out")
 
 
 def build(args: argparse.Namespace) -> Report:
-    *sources, destination = args.paths
-    if not sources:
-        raise ReportError(f"only one folder given ({destination}): give the runs' folders (SRC...) and then the "
-                          "folder their records go to (DEST).", exit_status=2)
+    sources, destination = args.sources, args.destination
     check_folders(sources)
     targets = destinations(sources, destination)
     found = {source: finished_runs([source]) for source in sources}
