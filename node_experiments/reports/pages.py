@@ -62,7 +62,8 @@ def build(args: argparse.Namespace) -> Report:
             files.append(page)
         files += figures
         state = "rewritten" if changed else "up to date"
-        lines.append(f"{page}: {len(blocks)} block{'s' if len(blocks) != 1 else ''}, {state if blocks else 'none'}")
+        count = f"{len(blocks)} block{'s' if len(blocks) != 1 else ''}" if blocks else "no node-report blocks"
+        lines.append(f"{page}: {count}, {state}")
     return Report("\n".join(lines) + "\n", files)
 
 
