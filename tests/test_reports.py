@@ -1,7 +1,8 @@
 """``node-report``: the tables read the runs' summary.json, pick their own kind of run and put the paper's numbers
 beside ours; a mistake is one line on stderr with a fix and a non-zero exit status. The reports on real tiny runs
-are tested beside the runs they read: table1 in test_cli.py, table2 in test_table2_grid.py, figure3 in
-test_nfe_study.py, flows in test_flows.py."""
+are tested beside the runs they read: table1 in test_cli.py, table2 in test_table2_grid.py and (on records)
+test_reports_records.py, figure3 in test_nfe_study.py, figure3d and model-state in test_reports_odenet.py, flows in
+test_flows.py; records in test_reports_records.py, pages in test_reports_pages.py."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_table1_has_a_row_per_finished_classification_run(tmp_path: Path, capsys
     assert resnet[1] == "fashion_mnist" and resnet[4] == resnet[6] == resnet[10] == "", "no paper figures off MNIST"
 
 
-@pytest.mark.parametrize("report", ["table1", "table2", "figure3", "flows"])
+@pytest.mark.parametrize("report", ["table1", "table2", "figure3", "figure3d", "flows"])
 def test_a_folder_without_runs_of_the_report_is_one_line(report: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "sweep").mkdir()
@@ -85,8 +86,8 @@ def test_an_unknown_report_is_one_line_with_the_choices(capsys: pytest.CaptureFi
     assert exit.value.code == 2
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err == (
-        "node-report: argument REPORT: invalid choice: 'tabel1' (choose from 'table1', 'table2', 'figure3', 'flows', "
-        "'all'). See node-report --help.\n"
+        "node-report: argument REPORT: invalid choice: 'tabel1' (choose from 'table1', 'table2', 'figure3', "
+        "'figure3d', 'flows', 'all', 'records', 'model-state', 'pages'). See node-report --help.\n"
     )
 
 
@@ -132,6 +133,8 @@ def test_all_writes_every_report_that_has_runs(tmp_path: Path, capsys: pytest.Ca
     assert printed == [f"- table1: {pages / 'table1.md'}",
                        f"- table2: skipped: no node-run -m grid of spiral runs under {outputs}",
                        f"- figure3: {pages / 'figure3.md'}",
+                       f"- figure3d: skipped: no finished ODE-Net run with a metrics.jsonl under {outputs}. Make them "
+                       "first: node-run experiment=mnist_odenet trainer.max_epochs=10 scheduler=multistep_scaled",
                        f"- flows: skipped: no finished density-matching run under {outputs}. Make them first: "
                        "node-run -m experiment=nf_density_matching data.target=U1,U2,U3 model.layers=2,8,32 (and the "
                        "same with experiment=cnf_density_matching model.width=2,8,32)."]  # fmt: skip
@@ -142,3 +145,20 @@ def test_all_writes_every_report_that_has_runs(tmp_path: Path, capsys: pytest.Ca
     assert "| 0.92 | about 0.5 |" in (pages / "figure3.md").read_text()
     assert main(["all", str(tmp_path / "pages"), "--output-dir", str(pages)]) == 1
     assert "no finished run of any report under" in capsys.readouterr().err
+
+
+def test_flows_from_records_names_what_needs_the_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Records keep no checkpoint: the density grid says so; the table and the loss figure need none."""
+    run = tmp_path / "records" / "nf_u1_k2"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "model: {_target_: node_experiments.models.flows.PlanarNF, layers: 2}\n"
+        "data: {target: U1, batches_per_epoch: 50}\noptimizer: {lr: 0.01}\n"
+    )
+    write_json(run / "summary.json", {"status": "completed", "experiment": "nf_density_matching", "epochs": 10,
+                                      "final_loss": -0.862, "test_kl": 1.015, "train_time_s": 11.0})  # fmt: skip
+    figures = tmp_path / "figures"
+    assert main(["flows", str(tmp_path / "records"), "--figures", str(figures)]) == 1
+    assert "holds no checkpoints/last.pt (run records keep none)" in capsys.readouterr().err
+    assert main(["flows", str(tmp_path / "records"), "--figures", str(figures), "--no-densities"]) == 0
+    assert "| U1 | -0.862 (1.015) |" in capsys.readouterr().out and (figures / "figure4_loss.png").is_file()
