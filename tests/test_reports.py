@@ -48,6 +48,10 @@ def test_table1_has_a_row_per_finished_classification_run(tmp_path: Path, capsys
     for name, summary in runs.items():
         (tmp_path / name).mkdir(parents=True)
         write_json(tmp_path / name / "summary.json", summary)
+    hydra = tmp_path / "a/odenet/.hydra"  # the record node-run writes: the seed, and what the command line set
+    hydra.mkdir()
+    (hydra / "config.yaml").write_text("trainer:\n  seed: 3\n")
+    (hydra / "overrides.yaml").write_text("- experiment=mnist_odenet\n- ++trainer.seed=3\n- solver.rtol=0.01\n")
     output = tmp_path / "pages" / "table1.md"
 
     assert main(["table1", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(output)]) == 0
@@ -55,9 +59,11 @@ def test_table1_has_a_row_per_finished_classification_run(tmp_path: Path, capsys
     assert output.read_text() == printed.out and f"wrote {output}" in printed.err
     lines = [line for line in printed.out.splitlines() if line.startswith("| ")]
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines]
-    assert rows[0][:5] == ["Model", "Data", "Epochs", "Test error", "(paper)"]
+    assert rows[0][:7] == ["Model", "Data", "Epochs", "Seed", "Settings", "Test error", "(paper)"]
     assert [row[0] for row in rows[1:]] == ["ResNet", "ODE-Net"], "the paper's order; diverged and other runs out"
     resnet, odenet = rows[1:]
+    assert odenet[3:5] == ["3", "`solver.rtol=0.01`"] and resnet[3:5] == ["-", ""]
+    resnet, odenet = resnet[:3] + resnet[5:], odenet[:3] + odenet[5:]
     assert odenet[3:7] == ["1.23%", "0.42%", "0.208M", "0.22M"] and odenet[7:11] == ["26.0", "32.5", "3.0 MiB", "O(1)"]
     assert odenet[11:] == ["61 s", "50 s", "O(L~)", "cpu, 1 thread"]
     assert resnet[1] == "fashion_mnist" and resnet[4] == resnet[6] == resnet[10] == "", "no paper figures off MNIST"
