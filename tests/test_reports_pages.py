@@ -65,8 +65,8 @@ def test_pages_rewrites_each_block_from_its_command(site: Path, capsys: pytest.C
     (message,) = capsys.readouterr().err.splitlines()
     line = text.splitlines().index(next(row for row in text.splitlines() if row.startswith("| ODE-Net"))) + 1
     assert message.startswith(f"node-report pages: {page} line {line} differs from what `node-report table1 runs` "
-                              "prints: the page has '| ODE-Net | mnist | 2 | 1.23% |")
-    assert "the command prints '| ODE-Net | mnist | 2 | 2.00% |" in message
+                              "prints: the page has '| ODE-Net | mnist | 2 | - |  | 1.23% |")
+    assert "the command prints '| ODE-Net | mnist | 2 | - |  | 2.00% |" in message
     assert page.read_text() == text and not (site / "figures" / "figure3d_nfe_training.png").exists(), (
         "--check writes neither the page nor the figures")
 
