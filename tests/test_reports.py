@@ -51,7 +51,8 @@ def test_table1_has_a_row_per_finished_classification_run(tmp_path: Path, capsys
     hydra = tmp_path / "a/odenet/.hydra"  # the record node-run writes: the seed, and what the command line set
     hydra.mkdir()
     (hydra / "config.yaml").write_text("trainer:\n  seed: 3\n")
-    (hydra / "overrides.yaml").write_text("- experiment=mnist_odenet\n- ++trainer.seed=3\n- solver.rtol=0.01\n")
+    (hydra / "overrides.yaml").write_text("- experiment=mnist_odenet\n- ++trainer.seed=3\n- solver.rtol=0.01\n"
+                                         "- trainer.resume=a/odenet\n")  # resumed: the same run, not a setting
     output = tmp_path / "pages" / "table1.md"
 
     assert main(["table1", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(output)]) == 0

@@ -61,8 +61,9 @@ def find_summaries(paths: list[Path]) -> list[tuple[Path, dict]]:
     return sorted(found, key=rank)
 
 
-# Overrides a row's other columns already show, or that only say where the data lies.
-SHOWN_ELSEWHERE = ("experiment", "data.root", "data.download", "trainer.max_epochs", "trainer.seed")
+# Overrides a row's other columns already show, or that only say where things lie: the data, and the checkpoint a
+# run resumed from (a resumption continues the same run exactly).
+SHOWN_ELSEWHERE = ("experiment", "data.root", "data.download", "trainer.max_epochs", "trainer.seed", "trainer.resume")
 
 
 def settings(folder: Path) -> str:
