@@ -195,6 +195,8 @@ TRAINER: Schema = {
     "seed": whole("the random seed", 0, minimum=0, maximum=2**32 - 1),
     "num_threads": whole("torch's number of CPU threads", 1),
     "grad_clip_norm": positive("the largest global norm of the gradients", 1.0, optional=True),
+    "divergence_factor": Rule("the factor of the run's loss scale above which a loss is a divergence",
+                              "a finite number > 1", lambda v: _is_number(v) and v > 1, 100, optional=True),
     "progress_bar": flag("whether to show a progress bar"),
     "checkpoint": flag("whether to write checkpoints"),
     "resume": text("the run folder or checkpoint to continue from", "outputs/mnist_odenet/DATE/TIME", optional=True),

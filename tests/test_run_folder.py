@@ -55,7 +55,7 @@ def test_a_finished_runs_folder_is_left_untouched(
     error = capsys.readouterr().err
     assert f"node-run: the run folder {finished} already holds the results of another run" in error
     assert f"trainer.resume={finished}" in error
-    with pytest.raises(RunFolderError, match="summary.json, checkpoints/last.pt, metrics.jsonl"):
+    with pytest.raises(RunFolderError, match="summary.json, checkpoints/last.pt, checkpoints/best.pt, metrics.jsonl"):
         train(mlp(tiny_data_root), finished)
     assert snapshot(finished) == before
 

@@ -2,7 +2,8 @@
 
 A checkpoint records the config of the run that wrote it, and resuming compares it key by key with the config of
 the resuming run. Keys that say where and how a run executes, not what it computes (``EXECUTION_KEYS``: the number
-of epochs to train to, the device and threads, logging, where the data lie), may differ. Any other difference is
+of epochs to train to, the device and threads, logging, where the data lie, when a loss counts as diverged), may
+differ. Any other difference is
 refused (``trainer.resume_changes=refuse``, the default) with the list of changed keys. With
 ``trainer.resume_changes=apply`` the run continues from the checkpoint's position with the new settings:
 
@@ -37,7 +38,8 @@ RESUME_CHANGES = ("refuse", "apply")
 # Settings that may differ between a run and its resumption: they do not change what is computed.
 EXECUTION_KEYS = (
     "trainer.resume", "trainer.resume_changes", "trainer.max_epochs", "trainer.progress_bar", "trainer.checkpoint",
-    "trainer.device", "trainer.num_threads", "logger", "data.root", "data.download", "data.num_workers", "paths",
+    "trainer.device", "trainer.num_threads", "trainer.divergence_factor", "logger", "data.root", "data.download",
+    "data.num_workers", "paths",
 )  # fmt: skip
 _ABSENT = "<absent>"
 
