@@ -65,8 +65,6 @@ def claim(run_dir: Path, resume: str | os.PathLike | None, checkpoints: bool) ->
     _acquire(lock)
     _HELD.add(lock.resolve())
     try:
-        if abandoned(run_dir):
-            _start_over(run_dir)
         yield
     finally:
         _HELD.discard(lock.resolve())
@@ -134,8 +132,11 @@ def _leftovers(run_dir: Path) -> list[Path]:
     ]
 
 
-def _start_over(run_dir: Path) -> None:
-    """Clear what a run killed before its first checkpoint left in ``run_dir``, saying so."""
+def start_over(run_dir: Path) -> None:
+    """When ``run_dir`` is ``abandoned``, clear what the killed run left, saying so (the trainer calls it once it
+    holds the folder and has passed every check, before it writes anything there)."""
+    if not abandoned(run_dir):
+        return
     leftovers = _leftovers(run_dir)
     log.warning(
         "The run folder %s holds what a run killed before its first checkpoint left (%s): that run cannot be "

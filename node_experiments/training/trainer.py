@@ -66,7 +66,7 @@ from .checkpoint import (
 from .divergence import FiniteCheck, LossScale, Step, advice, check_weights, gradient_norm
 from .meters import Means, SavedTensorBytes, StepSums
 from .resume import restore, resume_changes_mode
-from .run_folder import claim, resume_checkpoint
+from .run_folder import claim, resume_checkpoint, start_over
 from .run_logger import COMPLETED, SUMMARY_FILE, RunLogger, write_json
 from .signals import Interrupted, SignalStop
 from .threads import configure_threads
@@ -149,6 +149,7 @@ def _train(
             log.warning("Continuing with changed settings (trainer.resume_changes=apply): %s",
                         settings_changed[-1]["changes"])
 
+    start_over(run_dir)  # a run killed before its first checkpoint left its metrics and events: they go
     if on_start is not None:
         on_start()
     logger = RunLogger(run_dir, tensorboard=cfg.logger.tensorboard)
