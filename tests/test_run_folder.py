@@ -1,8 +1,12 @@
 """One run, one folder: a folder that cannot be written is found before training, a finished or interrupted run's
-folder is refused unless the run resumes there, and a folder held by a live run is refused."""
+folder is refused unless the run resumes there, a folder held by a live run is refused, the folder's record of the
+config is that of the run that trained there, and a folder whose run was killed before its first checkpoint is
+started over."""
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import socket
 import subprocess
@@ -12,12 +16,15 @@ from pathlib import Path
 import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
 
 from conftest import compose, run_node_run, tiny_overrides
-from node_experiments.errors import RunFolderError
+from node_experiments.errors import ConfigError, RunFolderError
 from node_experiments.tasks import ClassificationTask
 from node_experiments.training import train
 from node_experiments.training.run_folder import LOCK_FILE, RunFolderCheck
+from node_experiments.training.run_record import write_record
 
 
 def mlp(data_root: Path, *overrides: str):
@@ -133,3 +140,81 @@ def test_a_read_only_checkpoint_folder_is_found_before_training(tiny_data_root: 
             train(mlp(tiny_data_root), tmp_path)
     finally:
         (tmp_path / "checkpoints").chmod(0o700)
+
+
+def test_the_record_is_written_by_a_run_that_holds_its_folder_and_passed_every_check(
+    finished: Path, tiny_data_root: Path, tmp_path: Path
+) -> None:
+    """``train(on_start=...)``, where node-run writes the folder's record of the config: never called by a refused
+    run (a folder held by another run or holding its results, settings changed on resuming), called once by a run
+    that trains, before it writes anything into the folder."""
+    calls = []
+    record = lambda: calls.append(sorted(path.name for path in tmp_path.joinpath("run").iterdir()))  # noqa: E731
+    with pytest.raises(RunFolderError):
+        train(mlp(tiny_data_root), finished, on_start=record)
+    with pytest.raises(ConfigError, match="optimizer.lr: 0.1 -> 0.5"):
+        train(mlp(tiny_data_root, f"trainer.resume={finished}", "optimizer.lr=0.5"), finished, on_start=record)
+    assert calls == []
+    train(mlp(tiny_data_root), tmp_path / "run", on_start=record)
+    assert calls == [["checkpoints", LOCK_FILE]]  # the folder held, nothing of the run's written yet
+
+
+def test_the_record_holds_what_hydra_would_have_written(tmp_path: Path) -> None:
+    cfg = hydra_config("trainer.seed=7", f"hydra.run.dir={tmp_path}")
+    task_cfg = copy.deepcopy(cfg)
+    with open_dict(task_cfg):
+        del task_cfg["hydra"]
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        write_record(tmp_path, task_cfg)
+    finally:
+        HydraConfig.instance().cfg = previous
+    record = tmp_path / ".hydra"
+    assert (record / "config.yaml").read_text() == OmegaConf.to_yaml(task_cfg)
+    assert OmegaConf.load(record / "config.yaml").trainer.seed == 7
+    assert OmegaConf.load(record / "overrides.yaml") == ["experiment=mnist_mlp", "trainer.seed=7"]
+    assert OmegaConf.load(record / "hydra.yaml").hydra.run.dir == str(tmp_path)
+    write_record(tmp_path / "elsewhere", task_cfg)  # no Hydra running (train() called from Python): nothing written
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def killed_before_its_first_checkpoint(run_dir: Path, epochs: int = 1) -> None:
+    """What ``kill -9`` during a run's first checkpoint leaves: its record, a metrics line, TensorBoard events, a
+    half-written checkpoint and the lock of a process that is gone."""
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- experiment=mnist_mlp\n- trainer.resume=somewhere\n- model.hidden=16\n")
+    (run_dir / "metrics.jsonl").write_text('{"epoch": 1}\n' * epochs)
+    (run_dir / "tb").mkdir()
+    (run_dir / "tb" / "events.out.tfevents.1.host.1.0").write_bytes(b"events")
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "last.pt.tmp").write_bytes(b"PK\x03\x04")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run_dir / LOCK_FILE).write_text(f"{gone.stdout.strip()} {socket.gethostname()}\n")
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_started_over_saying_so(
+    tiny_data_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    killed_before_its_first_checkpoint(tmp_path)
+    with pytest.raises(ConfigError) as refused:  # trainer.resume: nothing to continue; the message names the command
+        train(mlp(tiny_data_root, f"trainer.resume={tmp_path}"), tmp_path)
+    assert str(refused.value).endswith(f"Start that run over in its folder with: node-run experiment=mnist_mlp "
+                                       f"model.hidden=16 hydra.run.dir={tmp_path}")  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        summary = train(mlp(tiny_data_root), tmp_path)  # what that command runs
+    assert summary["status"] == "completed"
+    assert "killed before its first checkpoint left (metrics.jsonl, tb/events.out.tfevents.1.host.1.0, " \
+           "checkpoints/last.pt.tmp): that run cannot be continued, so it starts over here" in caplog.text
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (tmp_path / "tb" / "events.out.tfevents.1.host.1.0").exists()
+    assert not (tmp_path / "checkpoints" / "last.pt.tmp").exists()
+
+
+def test_a_folder_with_epochs_but_no_checkpoint_is_not_started_over(tiny_data_root: Path, tmp_path: Path) -> None:
+    killed_before_its_first_checkpoint(tmp_path, epochs=3)  # a run with trainer.checkpoint=false: its metrics stay
+    with pytest.raises(RunFolderError, match="It holds no checkpoint to continue from. Write this run elsewhere"):
+        train(mlp(tiny_data_root), tmp_path)
+    with pytest.raises(ConfigError, match="Start it again in a new folder: the same command without trainer.resume "
+                                          "and without hydra.run.dir."):
+        train(mlp(tiny_data_root, f"trainer.resume={tmp_path}"), tmp_path / "new")

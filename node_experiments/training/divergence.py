@@ -72,18 +72,18 @@ class LossScale:
         if mean_loss is not None and math.isfinite(mean_loss):
             self.best_mean = mean_loss if self.best_mean is None else min(self.best_mean, mean_loss)
 
-    def check(self, loss: float, what: str, lr: float) -> None:
-        """Raise ``DivergedError`` when ``loss`` (``what`` says which, e.g. "the loss at epoch 2, batch 3") is above
-        the limit. The run's first loss, when not known yet, is this one."""
+    def check(self, loss: float, what: str, where: str, lr: float) -> None:
+        """Raise ``DivergedError`` when ``loss`` (``what``: "the loss", "the test loss"; ``where``: when, in words) is
+        above the limit. The run's first loss, when not known yet, is this one."""
         if self.first is None:
             self.first = loss
         limit = self.limit()
         if limit is not None and loss > limit:
             raise DivergedError(
-                f"training diverged: {what} is {loss:.4g}, more than trainer.divergence_factor={self.factor:g} times "
-                f"the run's loss scale {limit / self.factor:.4g} (the larger of its first loss and its best epoch "
-                f"mean): a finite explosion.{advice(lr)} If the run is healthy and its loss rises this far for "
-                "another reason, raise trainer.divergence_factor (null switches the rule off)."
+                f"training diverged at {where}: {what} is {loss:.4g}, more than trainer.divergence_factor="
+                f"{self.factor:g} times the run's loss scale {limit / self.factor:.4g} (the larger of its first loss "
+                f"and its best epoch mean): a finite explosion.{advice(lr)} If the run is healthy and its loss rises "
+                "this far for another reason, raise trainer.divergence_factor (null switches the rule off)."
             )
 
 
@@ -122,7 +122,7 @@ class FiniteCheck:
                 what = f"the loss is {loss:.4g}" if not math.isfinite(loss) else f"the gradient norm is {norm:.4g}"
                 raise DivergedError(f"training diverged at {where.describe()}: {what}.{advice(where.lr)}")
             if self.scale is not None:
-                self.scale.check(loss, f"the loss at {where.describe()}", where.lr)
+                self.scale.check(loss, "the loss", where.describe(), where.lr)
 
 
 def check_weights(model: nn.Module, when: str, lr: float) -> None:

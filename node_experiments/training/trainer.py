@@ -215,9 +215,9 @@ def _train(
                     with record_stats() as eval_stats:
                         test_metrics = task.evaluate(model, eval_loader)
                     model.train()
-                    if "loss" in test_metrics:  # an exploded model may get through its last step unseen
-                        scale.check(test_metrics["loss"], f"the test loss after epoch {position.epoch + 1}",
-                                    learning_rate())  # fmt: skip
+                    if "loss" in test_metrics:  # weights exploded by an epoch's last step show only here
+                        scale.check(test_metrics["loss"], "the test loss", f"the evaluation after epoch "
+                                    f"{position.epoch + 1} (learning rate {learning_rate():.3g})", learning_rate())  # fmt: skip
                     epoch_scalars = {
                         **{f"test/{name}": value for name, value in test_metrics.items()},
                         "nfe/test_forward": eval_stats.nfe_forward / max(len(eval_loader), 1),
