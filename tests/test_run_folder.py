@@ -6,8 +6,11 @@ started over."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -19,10 +22,11 @@ from hydra import initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from conftest import compose, run_node_run, tiny_overrides
+from conftest import compose, node_run_executable, run_node_run, tiny_overrides
 from node_experiments.errors import ConfigError, RunFolderError
 from node_experiments.tasks import ClassificationTask
 from node_experiments.training import train
+from node_experiments.training.checkpoint import load_checkpoint
 from node_experiments.training.run_folder import LOCK_FILE, RunFolderCheck
 from node_experiments.training.run_record import write_record
 
@@ -218,3 +222,72 @@ def test_a_folder_with_epochs_but_no_checkpoint_is_not_started_over(tiny_data_ro
     with pytest.raises(ConfigError, match="Start it again in a new folder: the same command without trainer.resume "
                                           "and without hydra.run.dir."):
         train(mlp(tiny_data_root, f"trainer.resume={tmp_path}"), tmp_path / "new")
+
+
+def node_run_env() -> dict[str, str]:
+    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_two_runs_started_together_into_one_folder_record_the_one_that_trained(
+    tiny_data_root: Path, tmp_path: Path
+) -> None:
+    """The issue's case, eight times: two node-run processes with seeds 1 and 2 started at once into one folder. One
+    trains, the other is refused, and the folder's .hydra/config.yaml (what node-report reads) holds the seed that
+    trained (before: the refused run's, in 2 of 3 tries)."""
+    for attempt in range(8):
+        run_dir = tmp_path / f"attempt{attempt}"
+        processes = [
+            subprocess.Popen([node_run_executable(), "experiment=mnist_mlp", *tiny_overrides(tiny_data_root, run_dir),
+                              "model.hidden=16", "logger=none", f"trainer.seed={seed}"],
+                             env=node_run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for seed in (1, 2)
+        ]  # fmt: skip
+        ended = [(process.communicate(timeout=300)[1], process.returncode) for process in processes]
+        assert sorted(code for _, code in ended) == [0, 1], ended
+        refused = next(stderr for stderr, code in ended if code == 1)
+        assert "Traceback" not in refused and ("is in use by process" in refused or "already holds" in refused)
+        trained = load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]["trainer"]["seed"]
+        assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").trainer.seed == trained, f"attempt {attempt}"
+        assert f"trainer.seed={trained}" in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
+
+
+KILLED_IN_FIRST_CHECKPOINT = """
+import os, signal, sys
+from node_experiments.training import trainer
+
+def killed(state, path, keep_previous=False):  # kill -9 with the first checkpoint half written
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.parent.mkdir(parents=True, exist_ok=True)
+    temporary.write_bytes(b"PK" + bytes(64))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+trainer.save_checkpoint = killed
+from node_experiments.cli import main
+sys.argv = ["node-run", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_run_killed_during_its_first_checkpoint_can_be_continued_by_the_command_named(
+    tiny_data_root: Path, tmp_path: Path
+) -> None:
+    """The issue's case: after kill -9 during the first checkpoint's write, trainer.resume=DIR said "no
+    checkpoint" and rerunning into DIR said to use trainer.resume=DIR. Now the resume names the command that starts
+    the run over in its folder, and that command works."""
+    args = ["experiment=mnist_mlp", *tiny_overrides(tiny_data_root, tmp_path), "model.hidden=16"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_FIRST_CHECKPOINT, *args], env=node_run_env(),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (tmp_path / "checkpoints" / "last.pt.tmp").is_file() and (tmp_path / "metrics.jsonl").read_text()
+    resumed = run_node_run([*args, f"trainer.resume={tmp_path}"])
+    assert resumed.returncode == 1 and "Traceback" not in resumed.stderr, resumed.stderr
+    command = shlex.split(resumed.stderr.strip().split("Start that run over in its folder with: ")[1])
+    assert command[0] == "node-run" and f"hydra.run.dir={tmp_path}" in command
+    started_over = run_node_run(command[1:])
+    assert started_over.returncode == 0, started_over.stderr
+    assert "starts over here" in (tmp_path / "node-run.log").read_text()
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
