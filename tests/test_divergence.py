@@ -147,7 +147,8 @@ def test_a_finite_explosion_stops_the_run_and_keeps_its_checkpoints(
     with pytest.raises(DivergedError) as stopped:
         train(exploding, run_dir, {"experiment": experiment})
     message = str(stopped.value)
-    assert message.startswith("training diverged at epoch 2, batch 2 of ") and "learning rate 1e+04: the loss is " in message
+    assert message.startswith("training diverged at epoch 2, batch 2 of ")
+    assert "learning rate 1e+04: the loss is " in message
     assert "more than trainer.divergence_factor=100 times the run's loss scale" in message, message
     assert "optimizer.lr=1e+03" in message and f"trainer.resume={run_dir}" in message and "\n" not in message
     loss = float(message.split("the loss is ")[1].split(",")[0])

@@ -187,7 +187,8 @@ def killed_before_its_first_checkpoint(run_dir: Path, epochs: int = 1) -> None:
     """What ``kill -9`` during a run's first checkpoint leaves: its record, a metrics line, TensorBoard events, a
     half-written checkpoint and the lock of a process that is gone."""
     (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "overrides.yaml").write_text("- experiment=mnist_mlp\n- trainer.resume=somewhere\n- model.hidden=16\n")
+    overrides = ["experiment=mnist_mlp", "trainer.resume=somewhere", "model.hidden=16"]
+    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in overrides))
     (run_dir / "metrics.jsonl").write_text('{"epoch": 1}\n' * epochs)
     (run_dir / "tb").mkdir()
     (run_dir / "tb" / "events.out.tfevents.1.host.1.0").write_bytes(b"events")

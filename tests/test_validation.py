@@ -131,7 +131,8 @@ def test_cuda_on_a_machine_without_it_says_what_to_use() -> None:
 @pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has an MPS device")
 def test_mps_on_a_machine_without_it_says_what_to_use() -> None:
     message = error_of("mnist_mlp", "trainer.device=mps")
-    assert message.startswith("trainer.device='mps', but this machine has no MPS device") and "trainer.device=cpu" in message
+    assert message.startswith("trainer.device='mps', but this machine has no MPS device")
+    assert "trainer.device=cpu" in message
 
 
 def test_every_valid_setting_passes() -> None:

@@ -169,8 +169,8 @@ def _shape_mismatch(saved: Mapping[str, torch.Tensor], current: Mapping[str, tor
     parts = []
     if resized:
         name = resized[0]
-        parts.append(f"{len(resized)} of its {len(saved)} tensors have other shapes (e.g. {name}: "
-                     f"{list(saved[name].shape)} in the checkpoint, {list(current[name].shape)} in this model)")  # fmt: skip
+        shapes = f"{list(saved[name].shape)} in the checkpoint, {list(current[name].shape)} in this model"
+        parts.append(f"{len(resized)} of its {len(saved)} tensors have other shapes (e.g. {name}: {shapes})")
     if missing:
         parts.append(f"this model has {len(missing)} tensors it lacks (e.g. {missing[0]})")
     if unexpected:

@@ -216,8 +216,8 @@ def _train(
                         test_metrics = task.evaluate(model, eval_loader)
                     model.train()
                     if "loss" in test_metrics:  # weights exploded by an epoch's last step show only here
-                        scale.check(test_metrics["loss"], "the test loss", f"the evaluation after epoch "
-                                    f"{position.epoch + 1} (learning rate {learning_rate():.3g})", learning_rate())  # fmt: skip
+                        when = f"the evaluation after epoch {position.epoch + 1} (learning rate {learning_rate():.3g})"
+                        scale.check(test_metrics["loss"], "the test loss", when, learning_rate())
                     epoch_scalars = {
                         **{f"test/{name}": value for name, value in test_metrics.items()},
                         "nfe/test_forward": eval_stats.nfe_forward / max(len(eval_loader), 1),
