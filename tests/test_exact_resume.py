@@ -92,3 +92,32 @@ def test_a_run_stopped_mid_epoch_resumes_bit_for_bit(
         assert {k: v for k, v in record.items() if k.startswith("test/")} == {
             k: v for k, v in other.items() if k.startswith("test/")}
         assert record["train/loss"] == pytest.approx(other["train/loss"], rel=1e-12)  # summed in another order
+
+
+def test_a_run_stopped_during_its_evaluation_resumes_bit_for_bit(
+    tiny_data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped in epoch 1's evaluation, after the CNF's evaluation drew its Hutchinson probes: the checkpoint holds
+    the random states after the epoch's last batch, so that the evaluation, redone, draws the same ones."""
+    cfg = family_config("cnf_two_moons", tiny_data_root)
+    train(cfg, tmp_path / "uninterrupted")
+    task_class = get_class(cfg.task._target_)
+    real_evaluate = task_class.evaluate
+
+    def stopped_after_its_draws(self: Any, model: Any, loader: Any) -> Any:
+        real_evaluate(self, model, loader)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(task_class, "evaluate", stopped_after_its_draws)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "stopped")
+    monkeypatch.undo()
+    stopped = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")
+    assert (stopped["position"]["epoch"], stopped["position"]["batches_done"]) == (0, 3)
+    train(family_config("cnf_two_moons", tiny_data_root, f"trainer.resume={tmp_path / 'stopped'}"),
+          tmp_path / "stopped")  # fmt: skip
+    resumed = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")
+    expected = load_checkpoint(tmp_path / "uninterrupted" / "checkpoints" / "last.pt")
+    assert_same_tensors(resumed["model"], expected["model"])
+    assert_same_tensors(resumed["optimizer"], expected["optimizer"])
+    assert resumed["position"]["history"][0]["test/loss"] == expected["position"]["history"][0]["test/loss"]

@@ -31,8 +31,10 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -232,7 +234,9 @@ def _train(
                         logger.scalars(epoch_scalars, position.step)
                         logger.epoch(record)
                         log.info(_describe(record, settings.max_epochs))
-                        scheduler.step()
+                        with warnings.catch_warnings():  # resumed after the epoch's last step: no step in this process
+                            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()`"))
+                            scheduler.step()
                         position.history.append(record)
                         scale.epoch_done(record.get("train/loss"))
                         position.train_time_s += position.epoch_time_s
@@ -240,7 +244,7 @@ def _train(
                         position.epoch += 1
                         position.batches_done, position.epoch_means, position.epoch_peak_bytes = 0, {}, 0
                         position.epoch_time_s = position.epoch_cpu_s = 0.0
-                        epoch_start_rng = capture_rng(generator)
+                        epoch_start_rng, batch_rng["state"] = capture_rng(generator), None
                         checkpoint(epoch_start_rng, best=_is_best(position.history, task.best_metric))
 
                 stage = "figures"
@@ -302,7 +306,8 @@ def _train_epoch(
     (``_StepMeter``), and the bytes saved for backward are counted on a sample of steps only (``_measures_memory``).
 
     ``batch_rng["state"]`` holds the global random states after the last batch done, for a checkpoint taken
-    mid-epoch; on resuming mid-epoch it holds the checkpoint's, restored once the batches done are drawn again.
+    mid-epoch (or during the epoch's evaluation); on resuming mid-epoch it holds the checkpoint's, restored once the
+    batches done are drawn again.
     """
     model.train()
     if device.type == "cuda":
@@ -349,7 +354,6 @@ def _train_epoch(
             if position.step % every == 0:
                 _log_interval(meter.flush(), position.step, logger, bar)
         finite.flush()
-        batch_rng["state"] = None
     except BaseException:  # a signal or an error: the checkpoint written next must hold every finished step
         meter.flush()
         bar.close()
