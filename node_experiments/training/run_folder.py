@@ -98,12 +98,14 @@ def resume_checkpoint(resume: str | os.PathLike) -> Path:
     folder = Path(resume).expanduser()
     if not folder.is_dir() or any((folder / name).is_file() for name in CHECKPOINTS):
         return resolve_checkpoint(resume)
-    if abandoned(folder) or not results_in(folder):
-        command = start_over_command(folder) or (
-            f"the same command without trainer.resume, with hydra.run.dir={folder}")
+    command = start_over_command(folder)
+    if abandoned(folder) or command and not results_in(folder):
+        command = command or f"the same command without trainer.resume, with hydra.run.dir={folder}"
         how = f"Start that run over in its folder with: {command}"  # last, without a full stop to copy with it
-    else:
+    elif results_in(folder):
         how = "Start it again in a new folder: the same command without trainer.resume and without hydra.run.dir."
+    else:  # no run's folder at all
+        return resolve_checkpoint(resume)
     raise ConfigError(
         f"trainer.resume={str(resume)!r}: the run folder {folder} holds no checkpoint, so there is nothing to "
         "continue: its run stopped before its first checkpoint was complete (killed in its first epoch or while "
