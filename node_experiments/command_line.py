@@ -116,7 +116,8 @@ def mode_problem(argv: Sequence[str]) -> str | None:
 
 def syntax_problem(argv: Sequence[str]) -> str | None:
     """A message for a setting Hydra's override grammar rejects (``trainer.max_epochs`` without ``=VALUE``, an
-    unclosed bracket), naming it and the form that works; None when every setting parses."""
+    unclosed bracket) or several values without ``-m``, naming it and the form that works; None when every setting
+    parses."""
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -132,6 +133,14 @@ def syntax_problem(argv: Sequence[str]) -> str | None:
             parsed.append(parser.parse_override(arg))
         except HydraException as error:
             broken.append((arg, str(error).strip().splitlines()[-1].strip() if str(error).strip() else ""))
+    multirun = args.multirun or any(o.key_or_group == "hydra.mode" and o.value() == "MULTIRUN" for o in parsed)
+    sweeps = not multirun and [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
+    if not broken and sweeps:
+        value = sweeps[0].input_line
+        return (
+            f"node-run: {value} gives several values, which only a sweep runs: add -m (node-run -m ... {value}), "
+            f"give one value, or quote a text that holds commas ({value.split('=', 1)[0]}='...').\n{USAGE}"
+        )
     if not broken:
         return None
     arg, reason = broken[0]
@@ -192,14 +201,14 @@ def _module_exists(name: str) -> bool:
 
 def key_problem(argv: Sequence[str]) -> str | None:
     """A message when a ``key=value`` override names a key that the config of the experiment (of each job of a
-    sweep over config groups) does not have, with the real key it resembles; None when every key is there."""
+    sweep over config groups) does not have, with the real key it resembles, or when a job's config does not compose
+    (``model=foo``, ``+model.hidden=3`` for a key that is there): Hydra's message in one paragraph. None when every
+    job composes and has every key."""
     parsed = _parse(argv)
     if parsed is None:
         return None
     overrides, _ = parsed
     values = [o for o in overrides if _is_plain_value(o)]
-    if not values:
-        return None
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -213,8 +222,8 @@ def key_problem(argv: Sequence[str]) -> str | None:
         for job, label in jobs:
             try:
                 cfg = compose("config", overrides=job)
-            except (HydraException, OmegaConfBaseException, ValueError):
-                return None  # a problem of another kind: Hydra reports it in its own words
+            except (HydraException, OmegaConfBaseException, ValueError) as error:
+                return f"node-run: {_one_paragraph(str(error))} (in the config of {label}).\n{USAGE}"
             first = first if first is not None else cfg
             for key in lacking:
                 if _node(cfg, key) is None:
@@ -243,6 +252,21 @@ def key_problem(argv: Sequence[str]) -> str | None:
             f"{lacking[key][0]} has {missing}).{hint} To add a new key instead, use +{key}={value}."
         )
     return None
+
+
+def _one_paragraph(message: str) -> str:
+    """Hydra's multi-line message as one paragraph: its lines as sentences, a list after a line ending in ":"
+    joined with commas, the config search path (Hydra's internals) left out."""
+    lines = [line.strip() for line in message.split("Config search path")[0].splitlines() if line.strip()]
+    text, listing = "", False
+    for line in lines:
+        if text.endswith(":") or listing and not line.endswith((".", ":")):
+            text += (", " if listing else " ") + line
+            listing = True
+        else:
+            text += ("" if not text else " " if text.endswith((".", "?")) else ". ") + line
+            listing = False
+    return text.rstrip(".")
 
 
 def hydra_arguments(argv: Sequence[str]) -> list[str]:

@@ -97,9 +97,17 @@ def test_an_argument_of_the_optimizer_or_scheduler_class_is_named_with_how_to_se
          "one."),
         (["experiment=cnf_two_moons", "model.trace"], "e.g. model.trace=exact (its value now)"),
         (["experiment=mnist_mlp", "model.hidden=[1,2"], "node-run: the setting 'model.hidden=[1,2' cannot be read"),
+        (["experiment=mnist_mlp,mnist_odenet"], "node-run: experiment=mnist_mlp,mnist_odenet gives several values, "
+         "which only a sweep runs: add -m"),
+        (["experiment=mnist_mlp", "model=foo"], "node-run: In 'config': Could not find 'model/foo'. Available options "
+         "in 'model': cnf, latent_ode, mlp, odenet, planar_nf, resnet, spiral_rnn (in the config of "
+         "experiment=mnist_mlp)."),
+        (["experiment=mnist_mlp", "+model.hidden=3"], "An item is already at 'model.hidden'. Either remove + prefix: "
+         "'model.hidden=3'. Or add a second + to add or override 'model.hidden': '++model.hidden=3'"),
     ],
 )  # fmt: skip
 def test_a_setting_hydra_cannot_read_is_one_paragraph(argv: list[str], expected: str) -> None:
+    """Hydra's errors exited 1, over several lines; a command-line mistake is one paragraph and exit status 2."""
     message = command_line_problem(argv)
     assert expected in message and message.count("\n") == 1 and message.endswith(USAGE), message
 
@@ -116,7 +124,7 @@ def test_a_command_line_mistake_exits_with_status_2(monkeypatch: pytest.MonkeyPa
     "argv",
     [
         ["experiment=mnist_odenet", "debug=quick", "trainer.max_epochs=2", "+solver.options.max_step=0.5"],
-        ["experiment=mnist_odenet", "~trainer.grad_clip_norm"],
+        ["experiment=mnist_odenet", "~optimizer.weight_decay"],
         ["experiment=mnist_odenet", "model=resnet", "model.num_blocks=2"],
         ["-m", SPIRALS, "data.n_obs=30"],
         ["-m", SPIRALS, "data.n_obs=30,50", "++data.noise=0.2"],
