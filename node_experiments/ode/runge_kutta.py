@@ -15,7 +15,8 @@ Two storage strategies for the stage derivatives ``k_j``:
   solver keeps only what the vector field itself saves.
 
 The adaptive loop synchronises with the host once per step, to read the error norm that decides acceptance
-(marked ``HOST SYNC`` below); nothing inside a step's stages does.
+(marked ``HOST SYNC`` below; the stiffness test's numbers, ``stiffness.py``, are read in the same transfer); nothing
+inside a step's stages does. NaN or infinity ends a solve where it appears (``nonfinite.py``).
 
 Two hooks serve the gradient strategies (``checkpoint.py``, ``adjoint.py``) without changing how a solve steps:
 
@@ -44,6 +45,7 @@ import torch
 from .callbacks import StepCallbacks
 from .controllers import Norm, StepSizeController, initial_step, scaled_error_norm
 from .errors import MaxStepsExceededError, NonFiniteDerivativeError, StepSizeTooSmallError
+from .nonfinite import FiniteSteps, NonFiniteWatch
 from .stiffness import StiffnessDetector, stiffness_quantities
 from .tableaus import ButcherTableau
 
@@ -156,70 +158,6 @@ class StepTrace:
 
     steps: list[AcceptedStep] = field(default_factory=list)
     states: list[torch.Tensor] = field(default_factory=list)
-
-
-class FiniteSteps:
-    """Whether the states of a fixed-step solve stay finite, found out without a host sync per step: each step's
-    ``isfinite(y_new).all()`` is kept on the device and read ``EVERY`` steps at a time (and at the end), so a solve
-    that blows up stops within ``EVERY`` steps of it and names the step where the state first became non-finite."""
-
-    EVERY = 16
-
-    def __init__(self, clock: Clock):
-        self.clock = clock
-        self.flags: list[torch.Tensor] = []
-        self.spans: list[tuple[float, float]] = []
-
-    def add(self, s: float, s_new: float, y_new: torch.Tensor, read: bool = False) -> None:
-        self.flags.append(torch.isfinite(y_new.detach()).all())
-        self.spans.append((s, s_new))
-        if read or len(self.flags) == self.EVERY:
-            flags = torch.stack(self.flags).tolist()  # HOST SYNC, once every EVERY steps
-            if not all(flags):
-                a, b = self.spans[flags.index(False)]
-                raise NonFiniteDerivativeError(
-                    f"the fixed-step solution became NaN or infinite in the step from t={self.clock.sign * a:.9g} "
-                    f"to t={self.clock.sign * b:.9g}. Either the vector field returned a non-finite value there or "
-                    f"the step is too large for this problem (fixed-step methods have no error control): use a "
-                    f"smaller options['step_size'] or an adaptive method."
-                )
-            self.flags.clear()
-            self.spans.clear()
-
-
-class NonFiniteWatch:
-    """Bounds the retries of an adaptive solve that meets NaN or infinity ahead of it.
-
-    A step attempt whose stages come out non-finite is rejected and retried with a smaller step: that steps around
-    an overshoot into a region where the field is undefined (``sqrt`` of a state driven negative by too long a
-    step). A solve converging on such a region instead (a field that overflows where the solution goes, ``y * 1e38``
-    in float32; a field undefined past some time) would retry forever, each accepted step followed by non-finite
-    attempts ever closer to it. So once the solve has met non-finite values, every accepted step that does not get
-    past the end of the first attempt that met them, followed by another non-finite attempt, is a retry, and
-    ``RETRIES`` of them end the solve. The consecutive rejections of a first step guess that was far too long (the
-    step shrinks by ``dfactor`` each) are not retries.
-    """
-
-    RETRIES = 5
-
-    def __init__(self):
-        self.bad = math.inf  # the earliest end of an attempt that met non-finite values, in s
-        self.retries = 0
-        self.accepted_since = False
-
-    def accepted(self, s_new: float) -> None:
-        if s_new >= self.bad:  # got past it
-            self.bad, self.retries, self.accepted_since = math.inf, 0, False
-        elif self.bad < math.inf:
-            self.accepted_since = True
-
-    def rejected(self, s_end: float) -> bool:
-        """A non-finite attempt ending at ``s_end``; whether the solve should give up."""
-        self.bad = min(self.bad, s_end)
-        if self.accepted_since:
-            self.retries += 1
-            self.accepted_since = False
-        return self.retries >= self.RETRIES
 
 
 # States of at most this many numbers take the dense output's matrix-vector path when torch runs several threads
@@ -433,14 +371,14 @@ class RungeKutta:
             f"the integration before this time, or check the vector field near this time."
         )
 
-    def _raise_nonfinite_ahead(self, s: float, s_bad: float, y: torch.Tensor, retries: int) -> None:
-        """Every attempt past ``s`` met NaN or infinity by ``s_bad``, and retrying smaller steps did not get past."""
+    def _raise_nonfinite_ahead(self, s: float, s_bad: float, y: torch.Tensor, why: str) -> None:
+        """Every attempt past ``s`` met NaN or infinity by ``s_bad``, and ``why`` no smaller step is tried."""
         largest = float(y.detach().abs().max())
         limit = torch.finfo(y.dtype).max
         raise NonFiniteDerivativeError(
             f"the vector field returned NaN or infinity in every step the solver tried beyond t="
-            f"{self.clock.sign * s:.17g}, by t={self.clock.sign * s_bad:.17g} at the latest; it retried with smaller "
-            f"steps {retries} times without getting past. The state there is finite, its largest magnitude "
+            f"{self.clock.sign * s:.17g}, by t={self.clock.sign * s_bad:.17g} at the latest; {why}. The state there "
+            f"is finite, its largest magnitude "
             f"{largest:.3g} ({y.dtype}'s largest number: {limit:.3g}). Check the function for overflow (a derivative "
             f"beyond the dtype's range), divisions by zero or logs of non-positive values near this time, or end "
             f"the integration before it."
@@ -509,7 +447,7 @@ class RungeKutta:
         chunks = [y0.unsqueeze(0)]
         next_out = 1
         y = y0
-        finite = FiniteSteps(self.clock)
+        finite = FiniteSteps(self.clock.sign)
         k0 = self.evaluate(self.clock.nudge(grid[0], 1.0) if perturb else grid[0], y)
         for i in range(steps):
             s, s_new = grid[i], grid[i + 1]
@@ -646,8 +584,12 @@ class RungeKutta:
                 if nonfinite:
                     if not bool(torch.isfinite(k0).all()):
                         self._raise_nonfinite_start(s, y)
-                    if watch.rejected(s_new) or h_try <= config.min_step:  # no smaller step left to try
-                        self._raise_nonfinite_ahead(s, watch.bad, y, watch.retries)
+                    if watch.rejected(s_new):
+                        why = f"it retried with smaller steps {watch.retries} times without getting past"
+                        self._raise_nonfinite_ahead(s, watch.bad, y, why)
+                    if h_try <= config.min_step:
+                        why = f"the step is at min_step={config.min_step:.3g}, so no smaller one is tried"
+                        self._raise_nonfinite_ahead(s, watch.bad, y, why)
             if steps >= config.max_num_steps:
                 if self.event is not None:
                     self.event.never_found(self.clock.sign * s_out[0], self.clock.sign * s, steps)

@@ -233,11 +233,13 @@ def test_non_finite_derivative_while_solving_adaptive(method):
 def test_a_field_that_overflows_stops_where_it_overflows(method):
     """y' = 1e38 y in float32: the derivative overflows once y > 3.4, at t = ln(3.4) / 1e38 = 1.22e-38. The solver
     used to retry ever smaller steps short of that point for minutes (20,000 steps in 9 s reached t = 1.2247e-38
-    and counting); now the retries are bounded and the error names the time and the overflow."""
+    and counting); now the retries are bounded and the error names the time and the overflow. (Getting there takes
+    dopri5 about 80 attempts, adaptive_heun, of order 2 at rtol 1e-7, about 3,100.)"""
+    field = CountingField(lambda t, y: y * 1e38)
     start = time.perf_counter()
     with pytest.raises(NonFiniteDerivativeError) as info:
-        odeint(lambda t, y: y * 1e38, torch.ones(2), T, method=method)
-    assert time.perf_counter() - start < 2.0
+        odeint(field, torch.ones(2), T, method=method)
+    assert field.calls < 10_000 and time.perf_counter() - start < 10.0
     msg = str(info.value)
     assert mentions_number_in(msg, 1.0e-38, 1.3e-38), f"the message should say at which t: {msg}"
     assert "overflow" in msg and mentions_number(msg, 3.4028234663852886e38), msg
