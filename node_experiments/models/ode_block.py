@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..ode import GRADIENTS, gradient_strategy, odeint_adjoint
+from ..ode.adjoint import inherited_adjoint_options
 
 
 def _drop_unset(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -32,7 +33,7 @@ class ODEBlock(nn.Module):
         method, rtol, atol, options: passed to the solve (torchdiffeq's names).
         gradient: ``adjoint``, ``backprop`` or ``checkpoint`` (see the module docstring).
         adjoint_options: options of the adjoint's backward solve, e.g. ``{"norm": "seminorm"}`` (used by
-            ``gradient="adjoint"`` only).
+            ``gradient="adjoint"`` only), set over the ones it inherits from ``options`` (see ``backward_options``).
         t1: the end of the integration interval; the paper's MNIST model uses 1.
 
     Options set to None are dropped, so that a config can list an option as null for "the solver's default".
@@ -72,8 +73,17 @@ class ODEBlock(nn.Module):
         """
         common = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self.options)
         if self.gradient == "adjoint":
-            return odeint_adjoint(self.func, h, t, adjoint_options=self.adjoint_options, **common)
+            return odeint_adjoint(self.func, h, t, adjoint_options=self.backward_options(), **common)
         return gradient_strategy(self.gradient)(self.func, h, t, **common)
+
+    def backward_options(self) -> dict[str, Any] | None:
+        """What the adjoint's backward solve is given as ``adjoint_options``: None when none is set, so that it
+        inherits ``options`` as ``odeint_adjoint`` does; else the set ones over the inherited ones. A config sets
+        its keys one by one (``solver.adjoint_options.norm=seminorm``), and that one key should not drop the
+        forward options the backward solve would otherwise take (``max_num_steps``, ``first_step``, ...)."""
+        if not self.adjoint_options:
+            return None
+        return {**inherited_adjoint_options(self.options), **self.adjoint_options}
 
     def extra_repr(self) -> str:
         return f"method={self.method}, rtol={self.rtol}, atol={self.atol}, gradient={self.gradient}"

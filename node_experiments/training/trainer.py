@@ -51,7 +51,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..errors import ConfigError, DivergedError, SolveFailedError, TrainingStopped
-from ..ode import NonFiniteDerivativeError, SolverError, SolverStats, record_stats
+from ..ode import NonFiniteDerivativeError, SolverError, SolverStats, StiffnessError, record_stats
 from ..tasks.base import Task, build_task, to_device
 from .checkpoint import (
     BEST,
@@ -549,6 +549,11 @@ def _solve_failed(error: SolverError, stage: str, position: Position, lr: float)
     where += f" (learning rate {lr:.3g})"
     if isinstance(error, NonFiniteDerivativeError):
         return f"training diverged at {where}: a solve of the model's ODE met NaN or infinity ({error}).{advice(lr)}"
+    if isinstance(error, StiffnessError):
+        return (
+            f"a solve of the model's ODE failed at {where}: {error} The dynamics have stiffened as they trained."
+            f"{advice(lr)} To integrate on regardless: +solver.options.stiffness_check=false."
+        )
     return (
         f"a solve of the model's ODE failed at {where}: {error} The dynamics may have stiffened or diverged as they "
         f"trained.{advice(lr)} Raise solver.options.max_num_steps (or solver.adjoint_options.max_num_steps) only if "
