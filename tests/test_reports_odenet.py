@@ -14,6 +14,7 @@ from node_experiments.reports.cli import main
 from node_experiments.studies import run_study
 from node_experiments.studies.trained_run import load_trained_run
 from node_experiments.training import train
+from node_experiments.training.checkpoint import load_checkpoint
 from test_nfe_study import study_overrides, training_overrides
 
 
@@ -60,7 +61,7 @@ def test_a_model_file_reproduces_the_trained_model(odenet_run: Path, tiny_data_r
     model_file = records / "model.pt"
     assert main(["model-state", str(odenet_run), str(model_file)]) == 0
     assert capsys.readouterr().out.endswith(f"{model_file.stat().st_size / 2**20:.2f} MiB\n")
-    saved = torch.load(model_file, weights_only=True)
+    saved = load_checkpoint(model_file, required=("model", "config"))  # verified against its SHA-256
     assert sorted(saved) == ["config", "model"]
     assert all(t.dtype == torch.float32 for t in saved["model"].values() if t.is_floating_point())
 
