@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from ..data.spirals import spiral_loaders
 from ..models.latent_ode import LatentODE
-from .base import Task, to_device
+from .base import Task, add_regularization, to_device
 from .sequence_figures import latent_dimensions_figure, latent_trajectories_figure, predictions_figure
 from .sequence_metrics import PredictionErrors
 
@@ -41,7 +41,7 @@ class SequenceTask(Task):
         return spiral_loaders(self.cfg.data, generator)
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return model.loss(batch["observations"], batch["obs_times"])
+        return add_regularization(model, *model.loss(batch["observations"], batch["obs_times"]))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
