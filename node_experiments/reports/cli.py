@@ -4,6 +4,7 @@
     node-report table2 GRIDS...  [--definitions] [--figures DIR] [--retest K=V ...]   # Table 2, Figures 8-9
     node-report figure3 RUN      [--figures DIR]                          # Figure 3 and the memory claim
     node-report flows RUNS...    [--figures DIR]                          # Figure 4: NF against CNF
+    node-report beyond RUNS...   [--figures DIR]                          # FFJORD toys, RNODE, ANODE
     node-report all OUTPUTS --output-dir DIR [--figures DIR]              # every report found runs for
 
 The Markdown goes to stdout and, with ``--output``, to a file; the files written are named on stderr. A mistake
@@ -27,6 +28,7 @@ REPORTS = {
     "table2": "Table 2 (and Figures 8-9): latent ODE against RNN on spirals, from node-run -m grids",
     "figure3": "Figure 3 and the memory claim, from an mnist_nfe_study run",
     "flows": "Figure 4: planar NF against planar CNF at density matching",
+    "beyond": "beyond the paper: FFJORD toys and the ODE-Net with RNODE's penalties and ANODE's augmentation",
     "all": "every report above whose runs are in a folder (outputs/), each written to its own file",
 }
 MODULES = {"all": "every"}  # a report whose module is not named after it

@@ -3,8 +3,9 @@
 Each report whose runs are under the folder is built as its own command would build it and written to
 ``DIR/<report>.md``: ``table1`` and ``flows`` from the whole folder; ``table2`` from every ``node-run -m`` grid
 (a folder with a ``multirun.yaml``) holding spiral runs; ``figure3`` from each NFE study run (``figure3.md``, or
-``figure3_<run folder>.md`` when there are several). ``--figures DIR`` passes on to the reports that draw (for
-``figure3`` only when there is one study, as the copies would otherwise overwrite each other). A report without
+``figure3_<run folder>.md`` when there are several); ``beyond`` from the whole folder when it holds an
+``ffjord_*`` run. ``--figures DIR`` passes on to the reports that draw (for ``figure3`` only when there is one
+study, as the copies would otherwise overwrite each other). A report without
 runs is skipped and said so; the command fails only when no report has runs.
 """
 
@@ -51,7 +52,8 @@ def build(args: argparse.Namespace) -> Report:
 
 
 # What each report needs, for the line that says it was skipped.
-KINDS = {"table2": "node-run -m grid of spiral runs", "figure3": "finished mnist_nfe_study run"}
+KINDS = {"table2": "node-run -m grid of spiral runs", "figure3": "finished mnist_nfe_study run",
+         "beyond": "finished ffjord_* run"}  # fmt: skip
 
 
 def _build(name: str, paths: list[Path], figures: Path | None) -> tuple[Report | None, str]:
@@ -76,4 +78,6 @@ def commands(folder: Path, runs: list[tuple[Path, dict]], output_dir: Path,
     found = [("table1", [folder], output_dir / "table1.md", None), ("table2", grids, output_dir / "table2.md", figures)]
     found += [("figure3", [study], output_dir / (f"figure3_{study.name}.md" if len(studies) > 1 else "figure3.md"),
                figures if len(studies) == 1 else None) for study in studies] or [("figure3", [], Path(), None)]
-    return found + [("flows", [folder], output_dir / "flows.md", figures)]
+    toys = any(str(summary.get("experiment", "")).startswith("ffjord_") for _, summary in runs)
+    found.append(("flows", [folder], output_dir / "flows.md", figures))
+    return found + [("beyond", [folder] if toys else [], output_dir / "beyond.md", figures)]

@@ -109,9 +109,9 @@ def loss_figure(runs: list[Run]) -> plt.Figure:
 
 
 @torch.no_grad()
-def learned_density(run: Run, points: torch.Tensor) -> torch.Tensor:
-    """exp(log q) on ``points`` of the model in the run's last checkpoint."""
-    checkpoint = load_checkpoint(run.folder / CHECKPOINT_DIR / LAST)
+def learned_density(folder: Path, points: torch.Tensor) -> torch.Tensor:
+    """exp(log q) on ``points`` of the model in the last checkpoint of the run in ``folder``."""
+    checkpoint = load_checkpoint(folder / CHECKPOINT_DIR / LAST)
     model = instantiate(OmegaConf.create(checkpoint["config"]).model, _convert_="all")
     model.load_state_dict(checkpoint["model"])
     model.eval()
@@ -132,7 +132,7 @@ def density_figure(runs: list[Run], limit: float = 4.0, resolution: int = 100) -
     )
     for row, target in enumerate(targets):
         images = [(-energy(target)(points)).exp()]
-        images += [learned_density(cells[(target, *c)], points) if (target, *c) in cells else None for c in columns]
+        images += [learned_density(cells[(target, *c)].folder, points) if (target, *c) in cells else None for c in columns]
         for column, image in enumerate(images):
             axis = axes[row, column]
             if image is not None:
