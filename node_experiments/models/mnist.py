@@ -156,9 +156,9 @@ class ODENet(nn.Sequential):
         if isinstance(augment_dim, bool) or not isinstance(augment_dim, int) or augment_dim < 0:
             raise ValueError(f"augment_dim={augment_dim!r} must be a whole number of channels >= 0 (0: none).")
         channels = width + augment_dim
-        check_group_norm_width(channels, "width + augment_dim")
         features = downsampling(in_channels, width)
         if augment_dim:  # inside the first module, so that the modules' names are the paper's ODE-Net's
+            check_group_norm_width(channels, "width + augment_dim")
             features.append(ZeroChannels(augment_dim))
         super().__init__(
             features,

@@ -50,10 +50,11 @@ class Run:
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
-    """The finished density-matching runs at or under ``paths`` (their summaries have the true KL, ``test_kl``)."""
+    """The finished density-matching runs at or under ``paths`` (their summaries have the true KL, ``test_kl``, and
+    no ``test_nll``: maximum-likelihood runs report KL(p || q) beside their NLL)."""
     runs = []
     for folder, summary in finished_runs(paths):
-        if "test_kl" not in summary:
+        if "test_kl" not in summary or "test_nll" in summary:
             continue  # not a density-matching run
         config = run_config(folder)
         kind = "CNF" if config.model._target_.endswith("CNF") else "NF"
