@@ -5,6 +5,7 @@ and tasks that use them."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -47,9 +48,9 @@ def simpson(values: torch.Tensor, step: float) -> torch.Tensor:
     return (weights[:, None] * values).sum(0) * step / 3
 
 
-def reference(field: nn.Module, h0: torch.Tensor, probe: torch.Tensor, t1: float = 1.0, points: int = 2001):
+def reference(field: nn.Module, h0: torch.Tensor, probe: torch.Tensor, t1: float = 1.0, points: int = 401):
     """Per sample: integral ||f||^2 / D dt and integral ||e^T df/dh||^2 / D dt along the path of a fixed-step RK4
-    solve (step 5e-4), by Simpson's rule on the same grid."""
+    solve (step 2.5e-3), by Simpson's rule on the same grid (both errors of order step^4, about 1e-10 here)."""
     grid = torch.linspace(0, t1, points, dtype=h0.dtype)
     with torch.no_grad():
         path = odeint(field, h0, grid, method="rk4")
@@ -91,6 +92,46 @@ def test_the_integrals_run_backwards_in_time_too(field: nn.Module) -> None:
     h0 = block.trajectory(h1, torch.tensor([1.0, 0.0], dtype=torch.float64))[-1]
     kinetic, _, _ = reference(field, h0.detach(), torch.zeros_like(h0))
     assert block.penalties["kinetic"].item() == pytest.approx(kinetic.mean().item(), rel=1e-7)
+
+
+class Growth(nn.Module):
+    """dh/dt = c h: h(t) = h0 e^(ct), so K = (||h0||^2 / D) c (e^(2c) - 1) / 2 over [0, 1], and B = c^2 for every
+    Rademacher probe (||e^T c I||^2 = c^2 D)."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = nn.Parameter(torch.tensor(rate, dtype=torch.float64))
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.rate * h
+
+
+def growth_penalties(h0: torch.Tensor, c: float) -> tuple[float, float, float, float]:
+    """K, B (batch means) of ``Growth(c)`` from ``h0`` over [0, 1], and their derivatives with respect to c."""
+    m = h0.pow(2).mean(1).mean().item()
+    kinetic = m * c * (math.exp(2 * c) - 1) / 2
+    d_kinetic = m * ((math.exp(2 * c) - 1) / 2 + c * math.exp(2 * c))
+    return kinetic, c**2, d_kinetic, 2 * c
+
+
+def check_growth_penalties(device: torch.device, gradient: str) -> None:
+    """The penalties of dh/dt = c h and their gradients with respect to c, on ``device``, against the closed form."""
+    field = Growth(0.7).to(device)
+    h0 = torch.linspace(-1.0, 1.0, 12, dtype=torch.float64, device=device).reshape(4, 3)
+    block = ODEBlock(field, **TIGHT, gradient=gradient, regularization=BOTH)
+    block(h0)
+    penalty, values = collect_penalties(block)
+    kinetic, jacobian, d_kinetic, d_jacobian = growth_penalties(h0.cpu(), 0.7)
+    assert values["reg_kinetic"].device.type == device.type
+    assert values["reg_kinetic"].item() == pytest.approx(kinetic, rel=1e-8)
+    assert values["reg_jacobian"].item() == pytest.approx(jacobian, rel=1e-8)
+    penalty.backward()
+    assert field.rate.grad.item() == pytest.approx(d_kinetic + d_jacobian, rel=1e-6)
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_the_penalties_and_their_gradients_have_the_closed_form_of_exponential_growth(gradient: str) -> None:
+    check_growth_penalties(torch.device("cpu"), gradient)
 
 
 def test_the_hutchinson_frobenius_estimate_is_unbiased() -> None:
@@ -146,10 +187,10 @@ def test_off_by_default_in_evaluation_and_without_gradients(field: nn.Module) ->
 
 def test_fixed_step_methods_integrate_the_penalties_too(field: nn.Module) -> None:
     h0 = torch.randn(5, 3, dtype=torch.float64)
-    block = ODEBlock(field, method="rk4", options={"step_size": 1e-3}, regularization={"kinetic": 1.0})
+    block = ODEBlock(field, method="rk4", options={"step_size": 1e-2}, regularization={"kinetic": 1.0})
     block(h0)
     kinetic, _, _ = reference(field, h0, torch.zeros_like(h0))
-    assert block.penalties["kinetic"].item() == pytest.approx(kinetic.mean().item(), rel=1e-9)
+    assert block.penalties["kinetic"].item() == pytest.approx(kinetic.mean().item(), rel=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -238,7 +279,7 @@ def test_an_augmented_odenet_carries_zero_channels_through_its_block() -> None:
 @pytest.mark.parametrize(
     "experiment, overrides, loss_name",
     [
-        ("mnist_odenet", ["model.width=8", "solver.adjoint_options.max_num_steps=1000"], None),
+        ("mnist_odenet", ["model.width=8", "solver.gradient=backprop"], None),
         ("spiral_latent_ode", ["debug=quick"], None),
         ("ffjord_rings", ["model.hidden=[8,8]", "data.batch_size=16"], "nll"),
         ("cnf_density_matching", ["model.width=4", "data.batch_size=16", "solver.gradient=backprop"], None),
