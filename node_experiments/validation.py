@@ -256,16 +256,34 @@ ENERGY_DATA: Schema = {
     "target": one_of("the target density", ("U1", "U2", "U3", "U4")),
     "dim": whole("the dimension of the target (the energies U1..U4 are 2-D)", 2, minimum=2, maximum=2),
 }
-SAMPLE_DATA: Schema = {**_SAMPLED, "dataset": one_of("the 2-D data set", ("two_moons", "two_circles"))}
+_TOYS = ("two_moons", "two_circles", "eight_gaussians", "checkerboard", "rings", "pinwheel")
+SAMPLE_DATA: Schema = {**_SAMPLED, "dataset": one_of("the 2-D data set", _TOYS)}
 SAMPLERS: dict[str, Schema] = {
     "two_moons": {
         "noise": non_negative("the noise's standard deviation relative to the moons' radius", 0.05),
         "scale": positive("the moons' radius", 1.5),
+        "centre": Rule("the point of make_moons' plane moved to the origin", "two finite numbers",
+                       lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v), [0.5, 0.25]),
     },
     "two_circles": {
         "noise": non_negative("the noise's standard deviation relative to the outer radius", 0.05),
         "factor": in_range("the inner radius relative to the outer", 0.5, 0, 1, low_open=True, high_open=True),
         "scale": positive("the outer radius", 2.0),
+    },
+    "eight_gaussians": {
+        "scale": positive("the centres' radius (before FFJORD's division by 1.414)", 4.0),
+        "std": positive("the modes' standard deviation (before FFJORD's division by 1.414)", 0.5),
+    },
+    "checkerboard": {},
+    "rings": {
+        "radii": numbers("the rings' radii", [0.75, 1.5, 2.25, 3.0], lambda x: x > 0, "numbers > 0"),
+        "noise": non_negative("the noise's standard deviation", 0.08),
+    },
+    "pinwheel": {
+        "arms": whole("the number of arms", 5),
+        "radial_std": positive("the radial standard deviation", 0.3),
+        "tangential_std": positive("the tangential standard deviation", 0.1),
+        "rate": non_negative("how fast an arm turns with exp(radius)", 0.25),
     },
 }
 
@@ -280,7 +298,7 @@ _FIGURES = {
 }
 _MODELS = "node_experiments.models"
 _CLASSIFIERS = ("mnist.ODENet", "mnist.ResNet", "mnist.MLP")
-_FLOWS = ("flows.PlanarCNF", "flows.PlanarNF")
+_FLOWS = ("flows.PlanarCNF", "flows.PlanarNF", "ffjord.FFJORD")
 _SEQUENCE_MODELS = ("latent_ode.LatentODE", "sequence_rnn.SequenceRNN")
 TASKS: dict[str, tuple[Schema, Schema, tuple[str, ...]]] = {  # task class -> (task keys, data keys, known models)
     f"{_TASKS}.classification.ClassificationTask": ({}, IMAGE_DATA, _CLASSIFIERS),
@@ -318,8 +336,9 @@ _CHANNELS = {
 }
 _STD = positive("the Gaussian likelihood's fixed standard deviation (by default data.noise)", 0.1)
 _CELLS = ("gru", "rnn")
+_AUGMENT = whole("the number of ANODE's extra dimensions", 0, minimum=0)
 MODELS: dict[str, Schema] = {
-    f"{_MODELS}.mnist.ODENet": _CHANNELS,
+    f"{_MODELS}.mnist.ODENet": {**_CHANNELS, "augment_dim": _AUGMENT},
     f"{_MODELS}.mnist.ResNet": {**_CHANNELS, "num_blocks": whole("the number of residual blocks", 6, minimum=0)},
     f"{_MODELS}.mnist.MLP": {
         "in_channels": _CHANNELS["in_channels"],
@@ -336,6 +355,19 @@ MODELS: dict[str, Schema] = {
         "trace": one_of("the trace method", ("exact", "closed_form", "hutchinson")),
         "probe": one_of("Hutchinson's probe distribution", ("rademacher", "gaussian")),
         "base_std": positive("the base density's standard deviation", 1.0),
+        "augment_dim": _AUGMENT,
+    },
+    f"{_MODELS}.ffjord.FFJORD": {
+        "dim": whole("the data's dimension", 2),
+        "hidden": Rule("the hidden layers' widths", "a non-empty list of whole numbers >= 1",
+                       lambda v: isinstance(v, list) and len(v) > 0 and all(_is_whole(x) and x >= 1 for x in v),
+                       [64, 64, 64]),
+        "activation": one_of("the activation between the layers", ("tanh", "softplus", "elu", "swish")),
+        "t1": positive("the end time of the flow", 0.5),
+        "trace": one_of("the trace method", ("hutchinson", "exact")),
+        "probe": one_of("Hutchinson's probe distribution", ("rademacher", "gaussian")),
+        "base_std": positive("the base density's standard deviation", 1.0),
+        "augment_dim": _AUGMENT,
     },
     f"{_MODELS}.flows.PlanarNF": {
         "dim": whole("the data's dimension", 2),
@@ -360,7 +392,13 @@ MODELS: dict[str, Schema] = {
         "cell": one_of("the recurrent cell", _CELLS),
     },
 }
-ODE_MODELS = {f"{_MODELS}.mnist.ODENet", f"{_MODELS}.flows.PlanarCNF", f"{_MODELS}.latent_ode.LatentODE"}
+ODE_MODELS = {
+    f"{_MODELS}.{name}" for name in ("mnist.ODENet", "flows.PlanarCNF", "ffjord.FFJORD", "latent_ode.LatentODE")
+}
+REGULARIZATION: Schema = {  # model.regularization of every ODE model: RNODE's penalty weights
+    "kinetic": non_negative("the kinetic energy's weight in the loss (0: off)", 0.01),
+    "jacobian": non_negative("the Jacobian Frobenius norm's weight in the loss (0: off)", 0.01),
+}
 
 # ---- solver
 SOLVER_KEYS = ("method", "rtol", "atol", "gradient", "options", "adjoint_options")
@@ -542,7 +580,11 @@ def _check_model(config: Config, task_models: Sequence[str]) -> None:
             f"trains; the models it trains are {', '.join(task_models)}."
         )
     solves = target in ODE_MODELS
-    check_schema(model, "model", {"_target_": TARGET, **MODELS[target]}, extra=("solver",) if solves else ())
+    extra = ("solver", "regularization") if solves else ()
+    check_schema(model, "model", {"_target_": TARGET, **MODELS[target]}, extra=extra)
+    if solves and "regularization" in model:
+        _check_regularization(model["regularization"])
+    _check_augmentation(config, model)
     if solves and ("solver" not in model or "solver" not in config):
         raise ConfigError(
             f"model._target_={show(target)} solves an ODE but the config has no solver settings: its model config "
@@ -568,6 +610,33 @@ def _check_model(config: Config, task_models: Sequence[str]) -> None:
                 f"model.{model_key}={model[model_key]} does not match the data, which are {data.get('dim', 2)}-D: "
                 f"use model.{model_key}={data.get('dim', 2)}."
             )
+
+
+def _check_regularization(weights: Any) -> None:
+    if not isinstance(weights, Mapping):
+        raise ConfigError(f"model.regularization={show(weights)} must hold the penalties' weights, e.g. "
+                          "model.regularization.kinetic=0.01 (0: off).")  # fmt: skip
+    check_schema(weights, "model.regularization", REGULARIZATION)
+
+
+def _check_augmentation(config: Config, model: Config) -> None:
+    """ANODE's extra dimensions: the ODE-Net's channels must still suit GroupNorm; a flow's have no exact density of
+    samples, which density matching needs."""
+    augment = model.get("augment_dim", 0)
+    if not augment:
+        return
+    if model["_target_"] == f"{_MODELS}.mnist.ODENet" and not _CHANNELS["width"].accepts(model["width"] + augment):
+        raise ConfigError(
+            f"model.augment_dim={augment} with model.width={model['width']} gives {model['width'] + augment} channels, "
+            "which GroupNorm(min(32, C), C) cannot normalise: the sum must be at most 32 or a multiple of 32, e.g. "
+            f"model.augment_dim={32 - model['width'] % 32}."
+        )
+    if config["task"]["_target_"] == f"{_TASKS}.densities.DensityMatchingTask":
+        raise ConfigError(
+            f"model.augment_dim={augment}: density matching needs the exact density of the flow's samples, which an "
+            "augmented flow does not have (its extra coordinates are integrated out); use model.augment_dim=0, or "
+            "an augmented flow with task=maximum_likelihood."
+        )
 
 
 def _check_flow_direction(config: Config, task: str) -> None:

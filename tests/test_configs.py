@@ -83,6 +83,10 @@ def test_the_compressed_recipe_keeps_the_drops_at_the_same_fractions() -> None:
         ("spiral_latent_ode", {"solver.rtol": 1e-5, "solver.atol": 1e-6, "scheduler.gamma": 0.995405,
                                "trainer.max_epochs": 500, "trainer.num_threads": 1, "optimizer.lr": 1e-2}),
         ("spiral_rnn", {"scheduler.gamma": 0.995405, "trainer.max_epochs": 500, "data.n_obs": 100}),
+        ("ffjord_checkerboard", {"model.hidden": [64, 64, 64], "model.t1": 0.5, "model.trace": "hutchinson",
+                                 "solver.rtol": 1e-5, "optimizer.lr": 1e-3, "optimizer.weight_decay": 1e-5,
+                                 "trainer.max_epochs": 100, "data.dataset": "checkerboard"}),
+        ("ffjord_moons", {"data.sampler.centre": [0.5, 0.1], "data.sampler.scale": 2.0, "data.plot_limit": 4.0}),
     ],
 )  # fmt: skip
 def test_experiments_built_on_a_base_keep_their_settings(experiment: str, settings: dict) -> None:

@@ -1,5 +1,6 @@
 """CUDA: the solver with every method and gradient mode, NFE counted from autograd's device threads, the batch crop,
-the trainer's memory figure, and one-epoch runs of node-run.
+the trainer's memory figure, RNODE's penalties, and one-epoch runs of node-run (an FFJORD toy with the penalties and
+augmentation among them).
 
 Collected everywhere and skipped, with the reason, where CUDA is not available; ``scripts/gpu_check.sh`` runs them
 on a GPU machine.
@@ -23,6 +24,7 @@ from node_experiments.data.augment import crop_padded, random_offsets
 from node_experiments.data.images import image_classification_loaders
 from node_experiments.ode import FIXED_STEP_METHODS, GRADIENTS, METHODS, odeint_adjoint, record_stats
 from node_experiments.training import train
+from test_regularization import check_growth_penalties
 from test_trainer import tiny_config
 
 pytestmark = pytest.mark.skipif(
@@ -75,6 +77,12 @@ def test_the_solver_on_cuda_tensors_matches_the_cpu(method: str, gradient: str) 
     for grad, cpu_grad in zip(grads, cpu_grads):
         torch.testing.assert_close(grad.cpu(), cpu_grad, rtol=1e-4, atol=1e-6)
     assert stats.nfe_forward > 0 and (stats.nfe_backward > 0) == (gradient == "adjoint")
+
+
+@pytest.mark.parametrize("gradient", GRADIENT_MODES)
+def test_the_penalties_on_cuda_have_their_closed_form(gradient: str) -> None:
+    """RNODE's penalties integrated along a CUDA solve, and their gradients, for dh/dt = c h (test_regularization)."""
+    check_growth_penalties(CUDA, gradient)
 
 
 def test_backward_solves_on_autograd_device_threads_are_counted() -> None:
@@ -131,3 +139,16 @@ def test_one_epoch_on_cuda_end_to_end(experiment: str, tiny_data_root: Path, tmp
     assert summary["device"].startswith("cuda") and summary["epochs"] == 1
     assert summary["peak_memory_bytes"] > 0 and 0.0 <= summary["test_accuracy"] <= 1.0
     assert (summary["nfe_forward"] > 0) == (experiment in ("mnist_odenet", "mnist_rknet"))
+
+
+def test_an_ffjord_toy_with_penalties_and_augmentation_on_cuda(tmp_path: Path) -> None:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "node_experiments.cli", "experiment=ffjord_rings", "debug=quick",
+               "trainer.device=cuda", "model.augment_dim=2", "model.regularization.kinetic=0.01",
+               "model.regularization.jacobian=0.01", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert summary["device"].startswith("cuda") and summary["nfe_forward"] > 0 and "data_entropy" in summary
+    assert record["train/reg_kinetic"] > 0 and record["train/reg_jacobian"] > 0

@@ -11,15 +11,8 @@ import torch
 from torch import nn
 
 from conftest import compose, run_node_run
-from node_experiments.data.densities import (
-    ENERGIES,
-    SampledBatches,
-    energy,
-    fixed_batches,
-    log_normaliser,
-    two_circles,
-    two_moons,
-)
+from node_experiments.data.densities import ENERGIES, SampledBatches, energy, fixed_batches, log_normaliser
+from node_experiments.data.toys import TwoCircles, TwoMoons
 from node_experiments.models.flows import (
     CNF,
     PlanarField,
@@ -158,14 +151,14 @@ def test_targets_and_their_normalisers() -> None:
 
 
 def test_samplers_and_sampled_batches_follow_the_generator() -> None:
-    moons = two_moons()(1000, torch.Generator().manual_seed(0))
-    circles = two_circles(noise=0.0, factor=0.5, scale=2.0)(1000, torch.Generator().manual_seed(0))
+    moons = TwoMoons()(1000, torch.Generator().manual_seed(0))
+    circles = TwoCircles(noise=0.0, factor=0.5, scale=2.0)(1000, torch.Generator().manual_seed(0))
     assert moons.shape == (1000, 2) and moons.abs().max() < 3.5
     assert set(torch.round(circles.norm(dim=1), decimals=4).tolist()) == {1.0, 2.0}
-    batches = lambda seed: list(SampledBatches(two_moons(), 8, 3, torch.Generator().manual_seed(seed)))  # noqa: E731
+    batches = lambda seed: list(SampledBatches(TwoMoons(), 8, 3, torch.Generator().manual_seed(seed)))  # noqa: E731
     assert len(batches(0)) == 3 and all(torch.equal(a, b) for a, b in zip(batches(0), batches(0)))
     assert not torch.equal(batches(0)[0], batches(1)[0])
-    assert [len(b) for b in fixed_batches(two_moons(), 10, 4, seed=0)] == [4, 4, 2]
+    assert [len(b) for b in fixed_batches(TwoMoons(), 10, 4, seed=0)] == [4, 4, 2]
 
 
 def _train(task, model, steps: int, lr: float) -> tuple[float, float]:

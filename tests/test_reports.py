@@ -94,7 +94,7 @@ def test_an_unknown_report_is_one_line_with_the_choices(capsys: pytest.CaptureFi
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err == (
         "node-report: argument REPORT: invalid choice: 'tabel1' (choose from 'table1', 'table2', 'figure3', "
-        "'figure3d', 'flows', 'all', 'records', 'model-state', 'pages'). See node-report --help.\n"
+        "'figure3d', 'flows', 'beyond', 'all', 'records', 'model-state', 'pages'). See node-report --help.\n"
     )
 
 
@@ -144,7 +144,8 @@ def test_all_writes_every_report_that_has_runs(tmp_path: Path, capsys: pytest.Ca
                        "first: node-run experiment=mnist_odenet trainer.max_epochs=10 scheduler=multistep_scaled",
                        f"- flows: skipped: no finished density-matching run under {outputs}. Make them first: "
                        "node-run -m experiment=nf_density_matching data.target=U1,U2,U3 model.layers=2,8,32 (and the "
-                       "same with experiment=cnf_density_matching model.width=2,8,32)."]  # fmt: skip
+                       "same with experiment=cnf_density_matching model.width=2,8,32).",
+                       f"- beyond: skipped: no finished ffjord_* run under {outputs}"]  # fmt: skip
     for name, paths in (("table1", [outputs]), ("figure3", [outputs / "nfe_study" / "run"])):
         assert main([name, *map(str, paths)]) == 0
         assert (pages / f"{name}.md").read_text() == capsys.readouterr().out

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose
-from node_experiments.data import densities, spirals
+from node_experiments.data import densities, spirals, toys
 from node_experiments.errors import ConfigError
 from node_experiments.models import flows, sequence_rnn
 from node_experiments.validation import MODELS, SAMPLE_DATA, SAMPLERS, SPIRAL_DATA, ENERGY_DATA, check_solver, validate
@@ -183,7 +183,7 @@ def test_the_choices_are_those_the_code_accepts() -> None:
     assert choices(SPIRAL_DATA["curve"]) == list(spirals.CURVES)
     assert choices(SPIRAL_DATA["test_range"]) == list(spirals.TEST_RANGES)
     assert choices(ENERGY_DATA["target"]) == list(densities.ENERGIES)
-    assert choices(SAMPLE_DATA["dataset"]) == list(densities.DATASETS) == list(SAMPLERS)
+    assert choices(SAMPLE_DATA["dataset"]) == list(toys.DATASETS) == list(SAMPLERS)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""2-D densities of the paper's section 4.1: unnormalised targets for density matching, and toy data sets.
+"""2-D densities of the paper's section 4.1: unnormalised targets for density matching, and batches of samples.
 
 - ``ENERGIES``: the energy functions U1..U4 of Rezende & Mohamed (2015, Table 1); the target density is
   p(z) proportional to exp(-U(z)). U2, U3 and U4 do not decay along z1 (exp(-U) has infinite mass on R^2; their
@@ -7,8 +7,8 @@
   are normalisable, so that KL(q || p) is finite and the density-matching loss is bounded below. ``log_normaliser``
   computes log Z = log integral exp(-U) by quadrature on a fine grid, so a loss E_q[log q + U] can be reported as
   the true KL(q || p) = loss + log Z >= 0.
-- ``two_moons`` and ``two_circles``: samplers of the data sets of the paper's Figure 5, written here without
-  scikit-learn, scaled to a spread comparable with a standard normal.
+- ``standard_normal``: the base noise that density matching pushes through a flow (the data sets of maximum
+  likelihood, Figure 5's two moons and circles and FFJORD's toys, are in ``toys.py``).
 - ``SampledBatches``: a "loader" of fresh batches drawn from a sampler with the trainer's seeded generator, so
   that an "epoch" is a fixed number of iterations and a resumed run sees the same batches; ``fixed_batches``: a
   fixed evaluation set (a list of tensors, drawn once from its own seed).
@@ -110,44 +110,6 @@ def standard_normal(dim: int) -> Sampler:
         return torch.randn(count, dim, generator=generator)
 
     return sample
-
-
-def two_moons(noise: float = 0.05, scale: float = 1.5) -> Sampler:
-    """Two interleaved half circles (scikit-learn's ``make_moons`` shape), centred, times ``scale``, plus noise."""
-
-    def sample(count: int, generator: torch.Generator) -> torch.Tensor:
-        angle = math.pi * torch.rand(count, generator=generator)
-        upper = torch.rand(count, generator=generator) < 0.5
-        x = torch.where(upper, torch.cos(angle), 1 - torch.cos(angle)) - 0.5
-        y = torch.where(upper, torch.sin(angle), 0.5 - torch.sin(angle)) - 0.25
-        points = torch.stack([x, y], dim=1) * scale
-        return points + noise * scale * torch.randn(count, 2, generator=generator)
-
-    return sample
-
-
-def two_circles(noise: float = 0.05, factor: float = 0.5, scale: float = 2.0) -> Sampler:
-    """Two concentric circles of radii ``scale`` and ``factor * scale`` (``make_circles``' shape), plus noise."""
-    if not 0 < factor < 1:
-        raise ValueError(f"factor={factor} must lie in (0, 1): the inner circle's radius relative to the outer.")
-
-    def sample(count: int, generator: torch.Generator) -> torch.Tensor:
-        angle = 2 * math.pi * torch.rand(count, generator=generator)
-        radius = torch.where(torch.rand(count, generator=generator) < 0.5, 1.0, factor)
-        points = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1) * radius.unsqueeze(1) * scale
-        return points + noise * scale * torch.randn(count, 2, generator=generator)
-
-    return sample
-
-
-DATASETS: dict[str, Callable[..., Sampler]] = {"two_moons": two_moons, "two_circles": two_circles}
-
-
-def dataset_sampler(name: str, **settings: float) -> Sampler:
-    """The sampler of the toy data set ``name`` (``two_moons`` or ``two_circles``) with its settings."""
-    if name not in DATASETS:
-        raise ValueError(f"{name!r} is not a 2-D data set. Choose one of: {', '.join(DATASETS)}.")
-    return DATASETS[name](**settings)
 
 
 # --------------------------------------------------------------------------------------------------- loaders

@@ -7,7 +7,8 @@ share one interface (``Flow``) so that one task trains either:
   paper section 4.1, trains through this);
 - ``log_prob(x, fraction=1.0)``: the log-density of data (maximum likelihood trains through this); with
   ``fraction < 1``, the density of the flow's marginal part of the way from noise to data;
-- ``trajectory(z0, fractions)``: base samples carried part of the way, for figures of noise becoming data.
+- ``trajectory(z0, fractions)``: base samples carried part of the way, for figures of noise becoming data;
+  ``sample(z0)``: all the way.
 
 **CNF** (Chen et al. 2018, section 4, Theorem 1): the state ``z`` follows dz/dt = f(z, t) over [0, t1] and its
 log-density follows the *instantaneous change of variables*, d log p(z(t))/dt = -tr(df/dz). Both are integrated
@@ -17,6 +18,8 @@ closed form when the vector field provides its divergence (``trace="closed_form"
 or estimated without bias by Hutchinson's estimator (``trace="hutchinson"``: tr(A) = E[e^T A e] for Rademacher
 or Gaussian probes e, one vector-Jacobian product per evaluation, as FFJORD does for higher dimensions; one probe
 per sample, fixed during a solve so that the ODE stays deterministic for the adaptive solver and the adjoint).
+A CNF takes RNODE's penalties (``model.regularization``, ``regularization.py``) and ANODE's extra dimensions
+(``augment_dim``, see ``CNF``); FFJORD's free-form field is in ``ffjord.py``.
 
 **Planar CNF** (paper eqs. 10-11 and section 4.1): f(z, t) = sum_m gate_m(t) u_m(t) tanh(w_m(t)^T z + b_m(t))
 with M hidden units whose parameters a small hypernetwork computes from t (the "time-dependent dynamics" of
@@ -41,9 +44,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ode_block import ODEBlock
+from .regularization import PROBES, Regularization, draw_probe, vector_jacobian
 
 TRACES = ("exact", "closed_form", "hutchinson")
-PROBES = ("rademacher", "gaussian")
 DIRECTIONS = ("sample", "density")
 
 
@@ -72,12 +75,21 @@ class Flow(nn.Module):
         self.dim = dim
         self.base_std = base_std
 
+    @property
+    def base_dim(self) -> int:
+        """The dimension of the base density's samples (``dim``; an augmented CNF has more)."""
+        return self.dim
+
     def base_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return normal_log_prob(z, self.base_std)
 
     def push_forward(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Base samples ``z0`` (N, dim) to data samples x, with log q(x) of the flow: (x, log q(x))."""
         raise NotImplementedError
+
+    def sample(self, z0: torch.Tensor) -> torch.Tensor:
+        """Base samples ``z0`` (N, base_dim) to data samples (N, dim)."""
+        return self.push_forward(z0)[0]
 
     def log_prob(self, x: torch.Tensor, fraction: float = 1.0) -> torch.Tensor:
         """log-density (N,) at ``x`` of the flow's distribution ``fraction`` of the way from noise (0) to data (1)."""
@@ -104,8 +116,7 @@ def exact_trace(dz: torch.Tensor, z: torch.Tensor, create_graph: bool) -> torch.
 
 def hutchinson_trace(dz: torch.Tensor, z: torch.Tensor, probe: torch.Tensor, create_graph: bool) -> torch.Tensor:
     """e^T (d dz / dz) e per sample for the probe e (N, dim): an unbiased estimate of the trace when E[e e^T] = I."""
-    vjp = torch.autograd.grad(dz, z, probe, create_graph=create_graph, retain_graph=True)[0]
-    return (vjp * probe).sum(1)
+    return (vector_jacobian(dz, z, probe, create_graph) * probe).sum(1)
 
 
 class CNFDynamics(nn.Module):
@@ -114,6 +125,9 @@ class CNFDynamics(nn.Module):
     The trace needs autograd with respect to z even when the solver evaluates the field without it (the adjoint's
     forward solve, evaluation under ``torch.no_grad``); the graph through the trace is built only when the caller
     wants gradients (training by backprop, the adjoint's backward solve, the checkpointed recomputation).
+
+    For RNODE's penalties (``regularization.RegularizedDynamics``), ``derivatives_and_vjp`` also returns f and
+    e^T df/dz: Hutchinson's trace has that product already (``provides_vjp``), the other traces compute it.
     """
 
     def __init__(self, field: nn.Module, trace: str = "exact", probe: str = "rademacher") -> None:
@@ -132,40 +146,56 @@ class CNFDynamics(nn.Module):
         self.probe_kind = probe
         self.probe: torch.Tensor | None = None  # Hutchinson's probes, drawn once per solve by new_probe
 
+    @property
+    def provides_vjp(self) -> bool:
+        """Whether every evaluation computes e^T df/dz anyway (Hutchinson's trace), for the Frobenius penalty."""
+        return self.trace == "hutchinson"
+
     def new_probe(self, z: torch.Tensor) -> None:
         """Draw the Hutchinson probes of the next solve (one per sample), from torch's global generator."""
-        if self.trace != "hutchinson":
-            return
-        if self.probe_kind == "rademacher":
-            self.probe = torch.randint(0, 2, z.shape, device=z.device).to(z.dtype) * 2 - 1
-        else:
-            self.probe = torch.randn_like(z)
+        if self.trace == "hutchinson":
+            self.probe = draw_probe(z, self.probe_kind)
 
-    def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.derivatives_and_vjp(t, state, None)[0]
+
+    def derivatives_and_vjp(
+        self, t: torch.Tensor, state: tuple[torch.Tensor, ...], probe: torch.Tensor | None
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """((f, -tr df/dz), f, e^T df/dz): the product with Hutchinson's own probe when the trace is Hutchinson's,
+        else with ``probe`` (None: not computed)."""
         z = state[0]
-        if self.trace == "closed_form":
-            return self.field(t, z), -self.field.divergence(t, z)
+        if self.trace == "closed_form" and probe is None:
+            dz = self.field(t, z)
+            return (dz, -self.field.divergence(t, z)), dz, None
         want_graph = torch.is_grad_enabled()
+        vjp = None
         with torch.enable_grad():
             if not (want_graph and z.requires_grad):  # a fresh leaf: d/dz is all we need here
                 z = z.detach().requires_grad_(True)
             dz = self.field(t, z)
             if self.trace == "exact":
                 trace = exact_trace(dz, z, want_graph)
+            elif self.trace == "closed_form":
+                trace = self.field.divergence(t, z)
             else:
                 if self.probe is None or self.probe.shape != z.shape:
                     raise RuntimeError("CNFDynamics: call new_probe(z) before a solve with trace=hutchinson.")
-                trace = hutchinson_trace(dz, z, self.probe, want_graph)
+                vjp = vector_jacobian(dz, z, self.probe, want_graph)
+                trace = (vjp * self.probe).sum(1)
+            if probe is not None and vjp is None:
+                vjp = vector_jacobian(dz, z, probe, want_graph)
         if not want_graph:
             dz, trace = dz.detach(), trace.detach()
-        return dz, -trace
+            vjp = None if vjp is None else vjp.detach()
+        return (dz, -trace), dz, vjp
 
 
 class CNF(Flow):
     """A continuous normalizing flow over [0, ``t1``]: noise at t = 0, data at t = ``t1``.
 
     Args:
-        field: the vector field, an ``nn.Module`` called as ``field(t, z)`` on (N, dim) states.
+        field: the vector field, an ``nn.Module`` called as ``field(t, z)`` on (N, dim + augment_dim) states.
         dim: dimension of the data.
         t1: the end of the flow's time interval.
         trace: ``exact``, ``closed_form`` (the field's ``divergence``) or ``hutchinson`` (see the module docstring).
@@ -173,6 +203,17 @@ class CNF(Flow):
         solver: the ``solver`` config group (method, rtol, atol, gradient, options, adjoint_options), passed to
             the ``ODEBlock`` that solves the flow.
         base_std: standard deviation of the normal base density.
+        augment_dim: ANODE's extra dimensions (Dupont et al. 2019), see below; 0: none.
+        regularization: RNODE's penalty weights, integrated along the flow's solves while it trains
+            (``regularization.py``); None: none.
+
+    **Augmentation.** With ``augment_dim = a > 0`` the flow runs in dim + a dimensions. ANODE appends zeros, but
+    the joint density of (x, 0) is degenerate (a flow could raise it without bound by squeezing the extra
+    coordinates onto 0), so the extra coordinates e are drawn from the base density N(0, base_std^2 I) instead, as
+    augmented normalizing flows do (Huang, Dinh and Courville 2020): ``log_prob`` returns the one-sample variational
+    bound log p(x, e) - log N(e) <= log p(x) in expectation, and the NLL it gives is an upper bound. Samples drop
+    the extra coordinates; ``push_forward`` (the exact density of samples, for density matching) has no
+    augmented form.
     """
 
     def __init__(
@@ -185,14 +226,23 @@ class CNF(Flow):
         probe: str = "rademacher",
         solver: Mapping[str, Any] | None = None,
         base_std: float = 1.0,
+        augment_dim: int = 0,
+        regularization: Regularization | Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(dim, base_std)
         if not t1 > 0:
             raise ValueError(f"t1={t1} must be positive: the flow runs from t = 0 to t = t1.")
+        if isinstance(augment_dim, bool) or not isinstance(augment_dim, int) or augment_dim < 0:
+            raise ValueError(f"augment_dim={augment_dim!r} must be a whole number >= 0 (0: no extra dimensions).")
+        self.augment_dim = augment_dim
         self.dynamics = CNFDynamics(field, trace, probe)
         self.t1 = float(t1)
         # The ODE block holds the solver settings; its trajectory() solves the tuple state (z, log p).
-        self.block = ODEBlock(self.dynamics, **dict(solver or {}), t1=self.t1)
+        self.block = ODEBlock(self.dynamics, **dict(solver or {}), t1=self.t1, regularization=regularization)
+
+    @property
+    def base_dim(self) -> int:
+        return self.dim + self.augment_dim
 
     def integrate(
         self, z: torch.Tensor, logp: torch.Tensor, times: Sequence[float]
@@ -201,31 +251,60 @@ class CNF(Flow):
         self.dynamics.new_probe(z)
         return self.block.trajectory((z, logp), torch.tensor(list(times), dtype=z.dtype, device=z.device))
 
+    def _augmented(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, dim) with ``augment_dim`` coordinates from the base density appended (none: ``x`` itself)."""
+        if not self.augment_dim:
+            return x
+        extra = torch.randn(x.shape[0], self.augment_dim, dtype=x.dtype, device=x.device) * self.base_std
+        return torch.cat([x, extra], dim=1)
+
     def push_forward(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.augment_dim:
+            raise ValueError(
+                f"push_forward gives the exact log-density of the samples, which a CNF with augment_dim="
+                f"{self.augment_dim} does not have (its extra coordinates are integrated out): use sample(z0) for "
+                "samples, log_prob(x) for the likelihood bound, or augment_dim=0."
+            )
         zs, logps = self.integrate(z0, self.base_log_prob(z0), [0.0, self.t1])
         return zs[-1], logps[-1]
 
+    def sample(self, z0: torch.Tensor) -> torch.Tensor:
+        if not self.augment_dim:
+            return super().sample(z0)
+        return self.trajectory(z0, [1.0])[0]
+
     def log_prob(self, x: torch.Tensor, fraction: float = 1.0) -> torch.Tensor:
         t = fraction * self.t1
+        state = self._augmented(x)
         if t == 0.0:
-            return self.base_log_prob(x)
-        # Backwards from x at time t to z0 at 0: log p_t(x) = log p_0(z0) - integral_0^t tr dt, and integrating
-        # d(delta)/dt = -tr backwards from delta(t) = 0 gives delta(0) = +integral_0^t tr dt.
-        zs, deltas = self.integrate(x, x.new_zeros(x.shape[0]), [t, 0.0])
-        return self.base_log_prob(zs[-1]) - deltas[-1]
+            joint = self.base_log_prob(state)
+        else:
+            # Backwards from x at time t to z0 at 0: log p_t(x) = log p_0(z0) - integral_0^t tr dt, and integrating
+            # d(delta)/dt = -tr backwards from delta(t) = 0 gives delta(0) = +integral_0^t tr dt.
+            zs, deltas = self.integrate(state, x.new_zeros(x.shape[0]), [t, 0.0])
+            joint = self.base_log_prob(zs[-1]) - deltas[-1]
+        return joint - normal_log_prob(state[:, self.dim :], self.base_std) if self.augment_dim else joint
 
     def trajectory(self, z0: torch.Tensor, fractions: Sequence[float]) -> list[torch.Tensor]:
+        """``z0`` holds ``base_dim`` coordinates (the extra ones of an augmented flow included); the results, the
+        data's ``dim``."""
+        if z0.shape[-1] != self.base_dim:
+            raise ValueError(
+                f"z0 has {z0.shape[-1]} coordinates; this flow's base density has base_dim={self.base_dim} (dim="
+                f"{self.dim} + augment_dim={self.augment_dim}): draw z0 of shape (N, {self.base_dim})."
+            )
         times = [f * self.t1 for f in fractions]
         grid = sorted({0.0, *times})
         zs = self.integrate(z0, z0.new_zeros(z0.shape[0]), grid)[0] if len(grid) > 1 else [z0]
         by_time = dict(zip(grid, zs))
-        return [by_time[t] for t in times]
+        return [by_time[t][:, : self.dim] for t in times]
 
     def describe(self, fraction: float) -> str:
         return f"t = {fraction * self.t1:g}"
 
     def extra_repr(self) -> str:
-        return f"t1={self.t1}, trace={self.dynamics.trace}"
+        augmented = f", augment_dim={self.augment_dim}" if self.augment_dim else ""
+        return f"t1={self.t1}, trace={self.dynamics.trace}{augmented}"
 
 
 class PlanarField(nn.Module):
@@ -269,10 +348,13 @@ class PlanarField(nn.Module):
 
 class PlanarCNF(CNF):
     """The paper's planar CNF with M = ``width`` hidden units (section 4.1): a ``CNF`` (which takes the other
-    keyword arguments: t1, trace, probe, solver, base_std) of a ``PlanarField``."""
+    keyword arguments: t1, trace, probe, solver, base_std, regularization) of a ``PlanarField`` on the data's
+    ``dim`` plus ``augment_dim`` dimensions."""
 
-    def __init__(self, *, dim: int = 2, width: int = 64, hidden: int = 32, gated: bool = True, **flow: Any) -> None:
-        super().__init__(PlanarField(dim, width, hidden, gated), dim=dim, **flow)
+    def __init__(
+        self, *, dim: int = 2, width: int = 64, hidden: int = 32, gated: bool = True, augment_dim: int = 0, **flow: Any
+    ) -> None:
+        super().__init__(PlanarField(dim + augment_dim, width, hidden, gated), dim=dim, augment_dim=augment_dim, **flow)
 
 
 # ----------------------------------------------------------------------------------------------- the planar NF

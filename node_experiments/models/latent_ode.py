@@ -102,6 +102,8 @@ class LatentODE(nn.Module):
         obs_std: the fixed std of the Gaussian likelihood p(x_i | z(t_i)).
         rnn_cell: the recognition network's cell, ``gru`` or ``rnn`` (see ``sequence_rnn.recurrent_layer``).
         solver: the ``solver`` config group (method, rtol, atol, gradient, options, adjoint_options).
+        regularization: RNODE's penalty weights for the latent dynamics (``{"kinetic": w, "jacobian": w}``, see
+            ``regularization.py``; None: none), integrated over each training batch's solve.
     """
 
     def __init__(
@@ -115,12 +117,14 @@ class LatentODE(nn.Module):
         obs_std: float = 0.1,
         rnn_cell: str = "gru",
         solver: Mapping[str, Any] | None = None,
+        regularization: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         check_obs_std(obs_std)
         self.obs_std = obs_std
         self.encoder = RecognitionRNN(obs_dim, rnn_hidden, latent_dim, rnn_cell)
-        self.ode = ODEBlock(LatentDynamics(latent_dim, dynamics_hidden, dynamics_layers), **(solver or {}))
+        dynamics = LatentDynamics(latent_dim, dynamics_hidden, dynamics_layers)
+        self.ode = ODEBlock(dynamics, **(solver or {}), regularization=regularization)
         self.decoder = nn.Sequential(nn.Linear(latent_dim, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, obs_dim))
 
     def posterior(self, observations: torch.Tensor, obs_times: torch.Tensor) -> Normal:

@@ -10,6 +10,11 @@ The convolutional networks follow the authors' reproduction code (torchdiffeq's 
 
 Normalisation is ``GroupNorm(min(32, C), C)`` throughout. With ``width=64`` the ODE-Net has about 0.21M
 parameters and the ResNet about 0.58M; the 1-hidden-layer MLP of 300 units has about 0.24M.
+
+Beyond the paper, the ODE-Net takes ANODE's augmentation (Dupont, Doucet and Teh, NeurIPS 2019: ``augment_dim``
+zero channels appended to the features before the ODE block, so that the flow has room to move them without its
+trajectories crossing; the block and the head then work on ``width + augment_dim`` channels) and RNODE's penalties
+(``regularization``, see ``regularization.py``).
 """
 
 from __future__ import annotations
@@ -28,13 +33,18 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(32, channels), channels)
 
 
-def downsampling(in_channels: int, width: int) -> nn.Sequential:
-    """28x28 images to ``width`` x 6 x 6 features: 3x3 conv, then two 4x4 stride-2 convs."""
+def check_group_norm_width(width: int, name: str = "width") -> None:
+    """A ValueError unless ``width`` channels can be normalised by ``group_norm`` (at most 32, or a multiple of 32)."""
     if width < 1 or (width > 32 and width % 32):
         raise ValueError(
-            f"width={width} cannot be normalised by GroupNorm(min(32, width), width): use a width of at most 32 or a "
-            "multiple of 32, e.g. width=64."
+            f"{name}={width} cannot be normalised by GroupNorm(min(32, {name}), {name}): use a width of at most 32 or "
+            "a multiple of 32, e.g. 64."
         )
+
+
+def downsampling(in_channels: int, width: int) -> nn.Sequential:
+    """28x28 images to ``width`` x 6 x 6 features: 3x3 conv, then two 4x4 stride-2 convs."""
+    check_group_norm_width(width)
     return nn.Sequential(
         nn.Conv2d(in_channels, width, kernel_size=3, stride=1),
         group_norm(width),
@@ -107,6 +117,20 @@ class ResBlock(nn.Module):
         return h + out
 
 
+class ZeroChannels(nn.Module):
+    """ANODE's augmentation: ``channels`` zero channels appended to a batch of feature maps (N, C, H, W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x.new_zeros(x.shape[0], self.channels, *x.shape[2:])], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+
+
 class ODENet(nn.Sequential):
     """ODE-Net (and, with ``solver["gradient"] = "backprop"``, RK-Net): downsampling, one ODE block, head.
 
@@ -115,13 +139,31 @@ class ODENet(nn.Sequential):
         width: channels of the features (64 in the paper).
         solver: the ODE block's settings, the ``solver`` config group (method, rtol, atol, gradient, options,
             adjoint_options); see ``ODEBlock``.
+        augment_dim: ANODE's zero channels appended before the ODE block (0: the paper's ODE-Net, module for
+            module); ``width + augment_dim`` must suit GroupNorm (at most 32, or a multiple of 32).
+        regularization: RNODE's penalty weights for the ODE block (``{"kinetic": w, "jacobian": w}``; None: none).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, width: int, solver: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        width: int,
+        solver: Mapping[str, Any],
+        augment_dim: int = 0,
+        regularization: Mapping[str, float] | None = None,
+    ) -> None:
+        if isinstance(augment_dim, bool) or not isinstance(augment_dim, int) or augment_dim < 0:
+            raise ValueError(f"augment_dim={augment_dim!r} must be a whole number of channels >= 0 (0: none).")
+        channels = width + augment_dim
+        features = downsampling(in_channels, width)
+        if augment_dim:  # inside the first module, so that the modules' names are the paper's ODE-Net's
+            check_group_norm_width(channels, "width + augment_dim")
+            features.append(ZeroChannels(augment_dim))
         super().__init__(
-            downsampling(in_channels, width),
-            ODEBlock(ConvODEFunc(width), **solver),
-            classifier_head(width, num_classes),
+            features,
+            ODEBlock(ConvODEFunc(channels), **solver, regularization=regularization),
+            classifier_head(channels, num_classes),
         )
 
 

@@ -6,6 +6,10 @@ This is the continuous-depth replacement of a stack of residual blocks (Chen et 
 system backwards in time (section 2), so the memory saved for backward does not grow with the number of solver
 steps; ``backprop``, through the solver's operations (the paper's RK-Net); ``checkpoint``, backprop's gradients
 recomputed one solver step at a time, for one saved state per step.
+
+``regularization`` adds RNODE's penalties (kinetic energy, Jacobian Frobenius norm; ``regularization.py``) as
+extra states of the same solve, while the block's model trains; with every weight 0 (the default) the block solves
+exactly as without them.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..ode import GRADIENTS, gradient_strategy, odeint_adjoint
+from ..ode import ADAPTIVE_METHODS, GRADIENTS, gradient_strategy, odeint_adjoint
 from ..ode.adjoint import inherited_adjoint_options
+from .regularization import ModelStateNorm, Regularization, RegularizedDynamics
 
 
 def _drop_unset(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -35,8 +40,12 @@ class ODEBlock(nn.Module):
         adjoint_options: options of the adjoint's backward solve, e.g. ``{"norm": "seminorm"}`` (used by
             ``gradient="adjoint"`` only), set over the ones it inherits from ``options`` (see ``backward_options``).
         t1: the end of the integration interval; the paper's MNIST model uses 1.
+        regularization: the weights of RNODE's penalties (``Regularization`` or a mapping ``{"kinetic": w,
+            "jacobian": w}``); None or zero weights: none.
 
     Options set to None are dropped, so that a config can list an option as null for "the solver's default".
+    Regularised solves (the model in training mode, gradients on) leave the batch means of the penalties over the
+    solve's interval in ``penalties`` (a dict by kind), for ``regularization.collect_penalties``.
     """
 
     def __init__(
@@ -50,6 +59,7 @@ class ODEBlock(nn.Module):
         options: Mapping[str, Any] | None = None,
         adjoint_options: Mapping[str, Any] | None = None,
         t1: float = 1.0,
+        regularization: Regularization | Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         if gradient not in GRADIENTS:
@@ -61,6 +71,8 @@ class ODEBlock(nn.Module):
         self.gradient = gradient
         self.options = _drop_unset(options)
         self.adjoint_options = _drop_unset(adjoint_options)
+        self.regularization = Regularization.of(regularization)
+        self.penalties: dict[str, torch.Tensor] = {}
         self.register_buffer("integration_times", torch.tensor([0.0, t1]), persistent=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -69,12 +81,38 @@ class ODEBlock(nn.Module):
     def trajectory(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The solution from ``h`` at ``t[0]`` at every time of the 1-D monotonic ``t``, shaped ``(len(t), *h.shape)``.
 
-        Solved with this block's settings; a latent ODE reads its whole latent trajectory from it.
+        Solved with this block's settings; a latent ODE reads its whole latent trajectory from it. ``h`` may be a
+        tuple of tensors (the CNF's (z, log p)); the result is then a tuple too.
         """
-        common = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self.options)
+        if self.regularization.kinds and self.training and torch.is_grad_enabled():
+            return self._regularized_trajectory(h, t)
+        return self._solve(self.func, h, t, self.options)
+
+    def _solve(self, func: nn.Module, h: Any, t: torch.Tensor, options: dict[str, Any]) -> Any:
+        common = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=options)
         if self.gradient == "adjoint":
-            return odeint_adjoint(self.func, h, t, adjoint_options=self.backward_options(), **common)
-        return gradient_strategy(self.gradient)(self.func, h, t, **common)
+            return odeint_adjoint(func, h, t, adjoint_options=self.backward_options(), **common)
+        return gradient_strategy(self.gradient)(func, h, t, **common)
+
+    def _regularized_trajectory(self, h: Any, t: torch.Tensor) -> Any:
+        """The trajectory with the penalties' integrals as extra states from 0 at ``t[0]``; their values at ``t[-1]``
+        (per sample, times the direction of time: the integral over the interval) averaged into ``penalties``."""
+        state = tuple(h) if isinstance(h, (tuple, list)) else (h,)
+        if state[0].dim() == 0:
+            raise ValueError("ODEBlock: a regularised solve needs a batch of states (N, ...); got a 0-dim state.")
+        kinds = self.regularization.kinds
+        dynamics = RegularizedDynamics(self.func, kinds)
+        dynamics.new_probe(state[0])
+        options = dict(self.options)
+        if self.method in ADAPTIVE_METHODS:
+            options["norm"] = ModelStateNorm(len(state), options.get("norm", "rms"))
+        zero = state[0].new_zeros(state[0].shape[0])
+        solution = self._solve(dynamics, (*state, *(zero for _ in kinds)), t, options)
+        direction = torch.sign(t[-1] - t[0]).to(zero.dtype)
+        integrals = solution[len(state) :]
+        self.penalties = {kind: (integral[-1] * direction).mean() for kind, integral in zip(kinds, integrals)}
+        trajectory = solution[: len(state)]
+        return tuple(trajectory) if isinstance(h, (tuple, list)) else trajectory[0]
 
     def backward_options(self) -> dict[str, Any] | None:
         """What the adjoint's backward solve is given as ``adjoint_options``: None when none is set, so that it
@@ -86,5 +124,6 @@ class ODEBlock(nn.Module):
         return {**inherited_adjoint_options(self.options), **self.adjoint_options}
 
     def extra_repr(self) -> str:
-        return f"method={self.method}, rtol={self.rtol}, atol={self.atol}, gradient={self.gradient}"
+        text = f"method={self.method}, rtol={self.rtol}, atol={self.atol}, gradient={self.gradient}"
+        return text + (f", regularization=({self.regularization})" if self.regularization.kinds else "")
 

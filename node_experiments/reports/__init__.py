@@ -1,9 +1,9 @@
 """The paper's tables and figures rebuilt from finished runs, beside the paper's numbers: ``node-report``.
 
-One module per report (``table1``, ``table2``, ``figure3``, ``flows``), each with ``add_arguments(parser)`` and
-``build(args) -> Report``; ``every`` runs all of them on one ``outputs/`` folder (``node-report all``); ``runs``
-finds the finished runs they read; ``cli`` is the ``node-report`` command (also ``python -m
-node_experiments.reports``), which prints a report's Markdown and writes it to ``--output``.
+One module per report (``table1``, ``table2``, ``figure3``, ``flows``, ``beyond``), each with
+``add_arguments(parser)`` and ``build(args) -> Report``; ``every`` runs all of them on one ``outputs/`` folder
+(``node-report all``); ``runs`` finds the finished runs they read; ``cli`` is the ``node-report`` command (also
+``python -m node_experiments.reports``), which prints a report's Markdown and writes it to ``--output``.
 """
 
 from __future__ import annotations

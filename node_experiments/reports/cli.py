@@ -5,6 +5,7 @@
     node-report figure3 RUN      [--figures DIR]                          # Figure 3 and the memory claim
     node-report figure3d RUNS... [--figures DIR]                          # Figure 3d: NFE over training
     node-report flows RUNS...    [--figures DIR]                          # Figure 4: NF against CNF
+    node-report beyond RUNS...   [--figures DIR]                          # FFJORD toys, RNODE, ANODE
     node-report all OUTPUTS --output-dir DIR [--figures DIR]              # every report found runs for
     node-report records SRC... DEST [--without-metrics]                   # runs' small records, to commit
     node-report model-state RUN FILE                                      # a run's trained model, to commit
@@ -32,6 +33,7 @@ REPORTS = {
     "figure3": "Figure 3 and the memory claim, from an mnist_nfe_study run",
     "figure3d": "Figure 3d: NFE per batch over training, from the metrics.jsonl of ODE-Net runs",
     "flows": "Figure 4: planar NF against planar CNF at density matching",
+    "beyond": "beyond the paper: FFJORD toys and the ODE-Net with RNODE's penalties and ANODE's augmentation",
     "all": "every report above whose runs are in a folder (outputs/), each written to its own file",
     "records": "copy the small records of finished runs (configs, summaries, metrics), to commit under "
                "docs/results/runs",

@@ -1,9 +1,9 @@
 """Every report at once, from one folder of runs of all kinds: ``node-report all outputs --output-dir DIR``.
 
 Each report whose runs are under the folder is built as its own command would build it and written to
-``DIR/<report>.md``: ``table1``, ``figure3d`` and ``flows`` from the whole folder; ``table2`` from every grid (a
-sweep folder with a ``multirun.yaml``, or the records of one with a ``grid.json``) holding spiral runs;
-``figure3`` from each NFE study run (``figure3.md``, or ``figure3_<run folder>.md`` when there are several).
+``DIR/<report>.md``: ``table1``, ``figure3d`` and ``flows`` from the whole folder, ``beyond`` from it when it holds
+an ``ffjord_*`` run; ``table2`` from every grid (a sweep folder with a ``multirun.yaml``, or the records of one with
+a ``grid.json``) holding spiral runs; ``figure3`` from each NFE study run (``figure3.md``, or ``figure3_<run folder>.md`` when there are several).
 ``--figures DIR`` passes on to the reports that draw (for ``figure3`` only when there is one study, as the copies
 would otherwise overwrite each other). A report without runs is skipped and said so; the command fails only when
 no report has runs.
@@ -53,7 +53,8 @@ def build(args: argparse.Namespace) -> Report:
 
 
 # What each report needs, for the line that says it was skipped.
-KINDS = {"table2": "node-run -m grid of spiral runs", "figure3": "finished mnist_nfe_study run"}
+KINDS = {"table2": "node-run -m grid of spiral runs", "figure3": "finished mnist_nfe_study run",
+         "beyond": "finished ffjord_* run"}  # fmt: skip
 
 
 def _build(name: str, paths: list[Path], figures: Path | None) -> tuple[Report | None, str]:
@@ -78,5 +79,7 @@ def commands(folder: Path, runs: list[tuple[Path, dict]], output_dir: Path,
     found = [("table1", [folder], output_dir / "table1.md", None), ("table2", grids, output_dir / "table2.md", figures)]
     found += [("figure3", [study], output_dir / (f"figure3_{study.name}.md" if len(studies) > 1 else "figure3.md"),
                figures if len(studies) == 1 else None) for study in studies] or [("figure3", [], Path(), None)]
+    toys = any(str(summary.get("experiment", "")).startswith("ffjord_") for _, summary in runs)
     return found + [("figure3d", [folder], output_dir / "figure3d.md", figures),
-                    ("flows", [folder], output_dir / "flows.md", figures)]
+                    ("flows", [folder], output_dir / "flows.md", figures),
+                    ("beyond", [folder] if toys else [], output_dir / "beyond.md", figures)]

@@ -51,10 +51,11 @@ class Run:
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
-    """The finished density-matching runs at or under ``paths`` (their summaries have the true KL, ``test_kl``)."""
+    """The finished density-matching runs at or under ``paths`` (their summaries have the true KL, ``test_kl``, and
+    no ``test_nll``: maximum-likelihood runs report KL(p || q) beside their NLL)."""
     runs = []
     for folder, summary in finished_runs(paths):
-        if "test_kl" not in summary:
+        if "test_kl" not in summary or "test_nll" in summary:
             continue  # not a density-matching run
         config = run_config(folder)
         kind = "CNF" if config.model._target_.endswith("CNF") else "NF"
@@ -110,11 +111,11 @@ def loss_figure(runs: list[Run]) -> plt.Figure:
 
 
 @torch.no_grad()
-def learned_density(run: Run, points: torch.Tensor) -> torch.Tensor:
-    """exp(log q) on ``points`` of the model in the run's last checkpoint."""
-    path = run.folder / CHECKPOINT_DIR / LAST
+def learned_density(folder: Path, points: torch.Tensor) -> torch.Tensor:
+    """exp(log q) on ``points`` of the model in the last checkpoint of the run in ``folder``."""
+    path = folder / CHECKPOINT_DIR / LAST
     if not path.is_file():
-        raise ReportError(f"{run.folder} holds no {CHECKPOINT_DIR}/{LAST} (run records keep none), and the density "
+        raise ReportError(f"{folder} holds no {CHECKPOINT_DIR}/{LAST} (run records keep none), and the density "
                           "figure reloads each run's model: give the run folders, or add --no-densities.")
     checkpoint = load_checkpoint(path)
     model = instantiate(OmegaConf.create(checkpoint["config"]).model, _convert_="all")
@@ -137,7 +138,7 @@ def density_figure(runs: list[Run], limit: float = 4.0, resolution: int = 100) -
     )
     for row, target in enumerate(targets):
         images = [(-energy(target)(points)).exp()]
-        images += [learned_density(cells[(target, *c)], points) if (target, *c) in cells else None for c in columns]
+        images += [learned_density(cells[(target, *c)].folder, points) if (target, *c) in cells else None for c in columns]
         for column, image in enumerate(images):
             axis = axes[row, column]
             if image is not None:

@@ -29,6 +29,10 @@ Names: ``training_step``'s metrics are logged as ``train/<name>`` (averaged over
 ``test/<name>`` and in ``summary.json`` as ``test_<name>``. A classification task returns ``accuracy`` and
 ``error`` (fractions) and ``loss``; other tasks return what suits them (``elbo``, ``bits_per_dim`` ...).
 ``best_metric`` names the one of them that picks the run's best epoch, kept as ``checkpoints/best.pt``.
+
+Regularised dynamics (``model.regularization``, RNODE's penalties integrated by the model's ODE blocks): a task's
+``training_step`` passes its loss through ``add_regularization``, which adds the weighted penalties of the step's
+solves to the loss and logs each penalty as ``train/reg_<kind>``; the model and the trainer need nothing else.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
+
+from ..models.regularization import collect_penalties
 
 
 class Task:
@@ -97,6 +103,18 @@ class Task:
         ``nfe/*``, ...).
         """
         return {}
+
+
+def add_regularization(
+    model: nn.Module, loss: torch.Tensor, metrics: dict[str, Any]
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The loss plus the weighted penalties that ``model``'s ODE blocks integrated during the step (none unless
+    ``model.regularization`` has a positive weight), and the metrics plus each penalty (``reg_kinetic``,
+    ``reg_jacobian``)."""
+    penalty, values = collect_penalties(model)
+    if penalty is None:
+        return loss, metrics
+    return loss + penalty, {**metrics, **values}
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from ..data.images import DeviceBatches, image_classification_loaders
-from .base import Task, to_device
+from .base import Task, add_regularization, to_device
 
 
 class ClassificationTask(Task):
@@ -29,7 +29,7 @@ class ClassificationTask(Task):
         logits = model(images)
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
-        return loss, {"accuracy": accuracy}
+        return add_regularization(model, loss, {"accuracy": accuracy})
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DeviceBatches) -> dict[str, float]:

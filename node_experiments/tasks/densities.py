@@ -1,13 +1,15 @@
 """Normalizing flows on 2-D densities (paper section 4.1, Figures 4 and 5): density matching and maximum likelihood.
 
-Both tasks train a ``node_experiments.models.flows.Flow`` (the planar CNF or the planar NF) and share the model
-check, the summary and the figures:
+Both tasks train a ``node_experiments.models.flows.Flow`` (the planar CNF, FFJORD or the planar NF) and share the
+model check, the summary and the figures:
 
 - ``DensityMatchingTask`` (Figure 4): minimise KL(q || p) to an unnormalised target p ~ exp(-U) with samples of
   the base density pushed through the flow: loss = E_q[log q(x) + U(x)]. It also reports ``kl``, the true
   divergence loss + log Z (Z by quadrature, ``node_experiments.data.densities.log_normaliser``), which is >= 0.
-- ``MaximumLikelihoodTask`` (Figure 5): minimise the negative log-likelihood -E[log q(x)] of samples of a 2-D
-  data set (two moons, two circles).
+- ``MaximumLikelihoodTask`` (Figure 5, and FFJORD's toys): minimise the negative log-likelihood -E[log q(x)] of
+  samples of a 2-D data set (``node_experiments.data.toys``). Where the data's density p is known it also reports
+  ``kl`` = NLL + E[log p(x)] on the same samples, an estimate of KL(p || q) >= 0, and ``summary.json`` gets
+  ``data_entropy``, E[-log p(x)] on the evaluation samples: the NLL a perfect flow would reach.
 
 Neither has a data set to go over: an "epoch" is ``data.batches_per_epoch`` fresh batches drawn with the
 trainer's generator, and evaluation uses a fixed set of samples drawn once from ``data.eval_seed``, so that every
@@ -25,16 +27,10 @@ from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from torch import nn
 
-from ..data.densities import (
-    SampledBatches,
-    dataset_sampler,
-    energy,
-    fixed_batches,
-    log_normaliser,
-    standard_normal,
-)
+from ..data.densities import SampledBatches, energy, fixed_batches, log_normaliser, standard_normal
+from ..data.toys import dataset_sampler
 from ..models.flows import Flow
-from .base import Task, to_device
+from .base import Task, add_regularization, to_device
 
 
 class FlowTask(Task):
@@ -61,6 +57,10 @@ class FlowTask(Task):
         raise NotImplementedError
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return add_regularization(model, *self.batch_loss(model, batch))
+
+    def evaluation_loss(self, model: Flow, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """What ``evaluate`` measures on a batch: the training loss and metrics, unless a task adds more."""
         return self.batch_loss(model, batch)
 
     @torch.no_grad()
@@ -70,7 +70,7 @@ class FlowTask(Task):
         count = 0
         for batch in loader:
             batch = to_device(batch, self.device)
-            loss, metrics = self.batch_loss(model, batch)
+            loss, metrics = self.evaluation_loss(model, batch)
             for name, value in {"loss": loss, **metrics}.items():
                 sums[name] = sums.get(name, 0.0) + value.item() * batch.shape[0]
             count += batch.shape[0]
@@ -91,7 +91,7 @@ class FlowTask(Task):
         points, extent = self.grid()
         n = int(self.cfg.task.grid_points)
         with torch.no_grad():
-            samples, _ = model.push_forward(self.base_samples(model))
+            samples = model.sample(self.base_samples(model))
         figure, axes = plt.subplots(1, 3, figsize=(9, 3.2))
         self.draw_reference(axes[0], points, extent)
         show_density(axes[1], self.model_density(model, points).reshape(n, n), extent)
@@ -116,7 +116,7 @@ class FlowTask(Task):
     @torch.no_grad()
     def base_samples(self, model: Flow) -> torch.Tensor:
         generator = torch.Generator().manual_seed(int(self.cfg.data.eval_seed) + 1)
-        noise = torch.randn(int(self.cfg.task.figure_samples), model.dim, generator=generator)
+        noise = torch.randn(int(self.cfg.task.figure_samples), model.base_dim, generator=generator)
         return (noise * model.base_std).to(self.device)
 
     def noise_to_data(self, model: Flow) -> Figure:
@@ -183,7 +183,8 @@ class DensityMatchingTask(FlowTask):
 
 
 class MaximumLikelihoodTask(FlowTask):
-    """Fit a flow to samples of ``data.dataset`` (two moons, two circles) by maximum likelihood (Figure 5)."""
+    """Fit a flow to samples of ``data.dataset`` (``node_experiments.data.toys``) by maximum likelihood (Figure 5,
+    FFJORD's toys)."""
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         super().__init__(cfg, device)
@@ -192,6 +193,17 @@ class MaximumLikelihoodTask(FlowTask):
     def batch_loss(self, model: Flow, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         nll = -model.log_prob(batch).mean()
         return nll, {"nll": nll.detach()}
+
+    def evaluation_loss(self, model: Flow, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        nll, metrics = self.batch_loss(model, batch)
+        if self.sampler.has_density:
+            metrics["kl"] = nll + self.sampler.log_prob(batch).mean()
+        return nll, metrics
+
+    def summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        last = history[-1]
+        entropy = {"data_entropy": last["test/nll"] - last["test/kl"]} if "test/kl" in last else {}
+        return {**super().summary(history), **entropy}
 
     def draw_reference(self, axis: Any, points: torch.Tensor, extent: list[float]) -> None:
         count, seed = int(self.cfg.task.figure_samples), int(self.cfg.data.eval_seed)

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 
 from ..data.spirals import TEST_RANGES, SpiralDataset, spiral_loaders, spiral_splits
 from ..models.latent_ode import LatentODE
-from .base import Task, to_device
+from .base import Task, add_regularization, to_device
 from .sequence_figures import latent_dimensions_figure, latent_trajectories_figure, predictions_figure
 from .sequence_metrics import PredictionErrors, latent_gaps
 
@@ -69,9 +69,9 @@ class SequenceTask(Task):
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         observations, obs_times = batch["observations"], batch["obs_times"]
-        if self.cfg.task.get("objective", "reconstruct") == "forecast":
-            return model.loss(observations, obs_times, batch["following"], obs_times + self.following_start)
-        return model.loss(observations, obs_times)
+        forecast = self.cfg.task.get("objective", "reconstruct") == "forecast"
+        future = (batch["following"], obs_times + self.following_start) if forecast else ()
+        return add_regularization(model, *model.loss(observations, obs_times, *future))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
