@@ -12,7 +12,7 @@ runs backward passes of CUDA tensors on its own worker threads, and those backwa
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Iterator
 
 
@@ -28,9 +28,6 @@ class SolverStats:
     nfe_backward: int = 0
     backward_accepted_steps: int = 0
     backward_rejected_steps: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 _ACTIVE: list[SolverStats] = []
