@@ -3,7 +3,7 @@
     python scripts/bench_solver.py [--repeats 5] [--only loop,batched,compute,memory,latent,precision]
                                    [--threads N] [--busy K] [--baseline GIT_REVISION]
 
-Prints one Markdown table per case. Cases (see the solver issues for the targets):
+Prints one Markdown table per case, then the time ratios against torchdiffeq (and --baseline). Cases:
 
 1. loop-bound: the cubic spiral dy/dt = (y**3) @ A, 1000 output times on [0, 25], dopri5, rtol 1e-7, atol 1e-9,
    in float64;
