@@ -39,6 +39,7 @@ def run(cfg: DictConfig) -> None:
         validate(cfg)
         from .studies import run_study
         from .training import train
+        from .training.run_record import write_record
 
         choices = hydra_config.runtime.choices
         labels = {
@@ -48,10 +49,12 @@ def run(cfg: DictConfig) -> None:
         }
         if "solver" in cfg.get("model", {}):  # the settings the model solves with, overrides included
             labels["solver"] = OmegaConf.to_container(cfg.solver, resolve=True)
+        run_dir = hydra_config.runtime.output_dir
         if "study" in cfg:
-            run_study(cfg, hydra_config.runtime.output_dir, labels)
-        else:
-            train(cfg, hydra_config.runtime.output_dir, labels)
+            write_record(run_dir, cfg)
+            run_study(cfg, run_dir, labels)
+        else:  # the record is written once the run holds its folder and has passed every check
+            train(cfg, run_dir, labels, on_start=lambda: write_record(run_dir, cfg))
     except Exception as error:
         if not _user_mistake(error):
             if in_sweep:  # the job fails alone; its log keeps the trace

@@ -1,9 +1,11 @@
 """What ``node-run`` checks on its command line before Hydra composes a config, and how it passes sweeps on.
 
 - ``command_line_problem(argv)``: a message for a command line that cannot run: no experiment or an unknown one
-  (with the list), ``solver.adjoint`` (replaced by ``solver.gradient``), a launcher whose plugin is not installed
-  (with the extra to install), a key that the experiment's config does not have (Hydra's message plus the
-  closest real key). ``None`` when it can run.
+  (with the list), ``solver.adjoint`` (replaced by ``solver.gradient``), a setting Hydra cannot read (``key``
+  without ``=VALUE``), a launcher whose plugin is not installed (with the extra to install), a key that the
+  experiment's config does not have (Hydra's message plus the closest real key, or, for an argument of the
+  optimizer or scheduler class that its config does not list, the ``+key=value`` that adds it or the option of
+  the group that takes it). ``None`` when it can run; ``node-run`` prints the message and exits with status 2.
 - ``hydra_arguments(argv)``: the command line as Hydra gets it. In a sweep over config groups
   (``-m experiment=spiral_latent_ode,spiral_rnn``) Hydra first composes one sweep-level config from the *default*
   groups, the swept ones left out, and applies the single-valued overrides to it: a key only the swept
@@ -57,6 +59,7 @@ def command_line_problem(argv: Sequence[str]) -> str | None:
         experiment_problem(argv)
         or retired_setting_problem(argv)
         or mode_problem(argv)
+        or syntax_problem(argv)
         or launcher_problem(argv)
         or key_problem(argv)
     )
@@ -111,6 +114,69 @@ def mode_problem(argv: Sequence[str]) -> str | None:
     return None
 
 
+def syntax_problem(argv: Sequence[str]) -> str | None:
+    """A message for a setting Hydra's override grammar rejects (``trainer.max_epochs`` without ``=VALUE``, an
+    unclosed bracket) or several values without ``-m``, naming it and the form that works; None when every setting
+    parses."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        args, _ = get_args_parser().parse_known_args(list(argv))
+    except SystemExit:
+        return None
+    parser = OverridesParser.create()
+    parsed, broken = [], []
+    for arg in args.overrides:
+        try:
+            parsed.append(parser.parse_override(arg))
+        except HydraException as error:
+            broken.append((arg, str(error).strip().splitlines()[-1].strip() if str(error).strip() else ""))
+    multirun = args.multirun or any(o.key_or_group == "hydra.mode" and o.value() == "MULTIRUN" for o in parsed)
+    sweeps = not multirun and [o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()]
+    if not broken and sweeps:
+        value = sweeps[0].input_line
+        return (
+            f"node-run: {value} gives several values, which only a sweep runs: add -m (node-run -m ... {value}), "
+            f"give one value, or quote a text that holds commas ({value.split('=', 1)[0]}='...').\n{USAGE}"
+        )
+    if not broken:
+        return None
+    arg, reason = broken[0]
+    if "=" not in arg:
+        key = arg.lstrip("+")
+        value = _current_value(parsed, key)
+        example = f"{key}={value} (its value now)" if value is not None else f"{key}=VALUE"
+        return (
+            f"node-run: the setting {arg!r} has no value: settings are given as key=value, e.g. {example}; "
+            f"~{key} deletes a key, +{key}=VALUE adds one.\n{USAGE}"
+        )
+    return (
+        f"node-run: the setting {arg!r} cannot be read ({reason}): settings are key=value, lists in brackets "
+        f"(key=[1,2]), text with spaces or special characters in quotes (key='a b'); see "
+        f"https://hydra.cc/docs/advanced/override_grammar/basic/.\n{USAGE}"
+    )
+
+
+def _current_value(overrides: Sequence, key: str) -> str | None:
+    """``key``'s value in the config that ``overrides`` (parsed) compose, as written on a command line; None when
+    it has no such plain value or the config does not compose."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import DictConfig, ListConfig
+
+    choices = next(_group_choices(overrides), ([], ""))[0]
+    try:
+        with initialize_config_module(CONFIG_PACKAGE, version_base="1.3"):
+            node = _node(compose("config", overrides=choices), key)
+    except Exception:  # a config that does not compose: Hydra says why once the setting is fixed
+        return None
+    if node is None or isinstance(node, (DictConfig, ListConfig)):
+        return None
+    value = node._value()
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def launcher_problem(args: Sequence[str]) -> str | None:
     """A message when ``hydra/launcher=joblib|slurm`` names a launcher whose Hydra plugin is not installed."""
     for arg in args:
@@ -135,14 +201,14 @@ def _module_exists(name: str) -> bool:
 
 def key_problem(argv: Sequence[str]) -> str | None:
     """A message when a ``key=value`` override names a key that the config of the experiment (of each job of a
-    sweep over config groups) does not have, with the real key it resembles; None when every key is there."""
+    sweep over config groups) does not have, with the real key it resembles, or when a job's config does not compose
+    (``model=foo``, ``+model.hidden=3`` for a key that is there): Hydra's message in one paragraph. None when every
+    job composes and has every key."""
     parsed = _parse(argv)
     if parsed is None:
         return None
     overrides, _ = parsed
     values = [o for o in overrides if _is_plain_value(o)]
-    if not values:
-        return None
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -156,8 +222,8 @@ def key_problem(argv: Sequence[str]) -> str | None:
         for job, label in jobs:
             try:
                 cfg = compose("config", overrides=job)
-            except (HydraException, OmegaConfBaseException, ValueError):
-                return None  # a problem of another kind: Hydra reports it in its own words
+            except (HydraException, OmegaConfBaseException, ValueError) as error:
+                return f"node-run: {_one_paragraph(str(error))} (in the config of {label}).\n{USAGE}"
             first = first if first is not None else cfg
             for key in lacking:
                 if _node(cfg, key) is None:
@@ -174,6 +240,9 @@ def key_problem(argv: Sequence[str]) -> str | None:
                 f"{', '.join(lacking[key])} has no such key (that of {', '.join(having)} has). Sweep the jobs that "
                 "have it on their own."
             )
+        argument = _argument_hint(first, key, value)
+        if argument:
+            return f"node-run: {key}={value}: {argument}"
         close = _closest_key(first, key)
         hint = f" Did you mean {close}={value}?" if close else ""
         group = key.split(".")[0]
@@ -183,6 +252,21 @@ def key_problem(argv: Sequence[str]) -> str | None:
             f"{lacking[key][0]} has {missing}).{hint} To add a new key instead, use +{key}={value}."
         )
     return None
+
+
+def _one_paragraph(message: str) -> str:
+    """Hydra's multi-line message as one paragraph: its lines as sentences, a list after a line ending in ":"
+    joined with commas, the config search path (Hydra's internals) left out."""
+    lines = [line.strip() for line in message.split("Config search path")[0].splitlines() if line.strip()]
+    text, listing = "", False
+    for line in lines:
+        if text.endswith(":") or listing and not line.endswith((".", ":")):
+            text += (", " if listing else " ") + line
+            listing = True
+        else:
+            text += ("" if not text else " " if text.endswith((".", "?")) else ". ") + line
+            listing = False
+    return text.rstrip(".")
 
 
 def hydra_arguments(argv: Sequence[str]) -> list[str]:
@@ -263,9 +347,40 @@ def _node(cfg, dotted: str):
     return node
 
 
+def _argument_hint(cfg, key: str, value: str) -> str | None:
+    """For ``optimizer.NAME`` or ``scheduler.NAME`` missing from the config: how to set the argument NAME, when the
+    group's class takes it (``+key=value``) or another option of the group does; None otherwise. (Validation
+    checks the optimizer's and scheduler's other keys against their classes' signatures the same way.)"""
+    import inspect
+
+    from hydra.utils import get_class
+
+    group, _, name = key.partition(".")
+    if group not in ("optimizer", "scheduler") or "." in name or _node(cfg, f"{group}._target_") is None:
+        return None
+
+    def takes(target: str) -> bool:
+        try:
+            return name in inspect.signature(get_class(target)).parameters
+        except Exception:  # not importable: validation names it
+            return False
+
+    target = str(_node(cfg, f"{group}._target_")._value())
+    if takes(target):
+        return (f"the {group} config ({target}) does not list {name}, which {target} takes as an argument: add it "
+                f"with +{key}={value}.")  # fmt: skip
+    for option in sorted(files(CONFIG_PACKAGE).joinpath(group).iterdir(), key=lambda entry: entry.name):
+        other = re.search(r"^_target_:\s*(\S+)", option.read_text(encoding="utf-8"), re.MULTILINE)
+        if option.name.endswith(".yaml") and other and other.group(1) != target and takes(other.group(1)):
+            return (f"{target}, this run's {group}, takes no argument {name}; {other.group(1)} does: use "
+                    f"{group}={option.name[: -len('.yaml')]} +{key}={value}, or leave {key} out.")  # fmt: skip
+    arguments = [p for p in inspect.signature(get_class(target)).parameters if p not in ("self", "params", "optimizer")]
+    return f"{target}, this run's {group}, takes no argument {name}; its arguments are: {', '.join(arguments)}."
+
+
 def _closest_key(cfg, key: str) -> str | None:
-    """The real key that ``key`` most resembles: a sibling of a similar name, else a key of a similar last name
-    anywhere (``max_epochs`` -> ``trainer.max_epochs``)."""
+    """The real key that ``key`` most resembles: a sibling of a similar name, else a setting of a similar last name
+    in the key's group (anywhere, when the config has no such group: ``max_epochs`` -> ``trainer.max_epochs``)."""
     from omegaconf import DictConfig
 
     parent, _, name = key.rpartition(".")
@@ -274,7 +389,10 @@ def _closest_key(cfg, key: str) -> str | None:
         close = difflib.get_close_matches(name, [str(k) for k in siblings.keys()], n=1, cutoff=0.6)
         if close:
             return f"{parent}.{close[0]}" if parent else close[0]
-    paths = list(_dotted_keys(cfg))
+    group = key.split(".")[0]
+    scope = group + "." if "." in key and isinstance(_node(cfg, group), DictConfig) else ""
+    paths = [path for path in _dotted_keys(cfg)
+             if path.startswith(scope) and not isinstance(_node(cfg, path), DictConfig)]  # settings, not groups
     close = difflib.get_close_matches(name, [path.rsplit(".", 1)[-1] for path in paths], n=1, cutoff=0.6)
     return next((path for path in paths if close and path.rsplit(".", 1)[-1] == close[0]), None)
 

@@ -195,6 +195,8 @@ TRAINER: Schema = {
     "seed": whole("the random seed", 0, minimum=0, maximum=2**32 - 1),
     "num_threads": whole("torch's number of CPU threads", 1),
     "grad_clip_norm": positive("the largest global norm of the gradients", 1.0, optional=True),
+    "divergence_factor": Rule("the factor of the run's loss scale above which a loss is a divergence",
+                              "a finite number > 1", lambda v: _is_number(v) and v > 1, 100, optional=True),
     "progress_bar": flag("whether to show a progress bar"),
     "checkpoint": flag("whether to write checkpoints"),
     "resume": text("the run folder or checkpoint to continue from", "outputs/mnist_odenet/DATE/TIME", optional=True),
@@ -302,6 +304,7 @@ TASKS: dict[str, tuple[Schema, Schema, tuple[str, ...]]] = {  # task class -> (t
     f"{_TASKS}.classification.ClassificationTask": ({}, IMAGE_DATA, _CLASSIFIERS),
     f"{_TASKS}.sequences.SequenceTask": (
         {
+            "objective": one_of("the training objective", ("reconstruct", "forecast")),
             "eval_seed": whole("the seed of the test ELBO's posterior samples", 0, minimum=0, maximum=2**63 - 1),
             "figure_spirals": whole("the number of test spirals in the predictions figure", 4),
             "figure_latent_spirals": whole("the number of test spirals in the latent figure", 100, minimum=2),
@@ -716,8 +719,14 @@ def _check_device(spec: str) -> None:
     try:
         device = torch.device(spec)
     except (RuntimeError, ValueError):
-        raise ConfigError(f"trainer.device={show(spec)} is not a device: use auto, cpu, cuda or cuda:N, e.g. "
-                          "trainer.device=auto.") from None  # fmt: skip
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"trainer.device={show(spec)} is not a device node-run trains on: use auto, cpu, cuda, "
+                          "cuda:N or mps, e.g. trainer.device=auto.")  # fmt: skip
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"trainer.device={show(spec)}, but this machine has no MPS device (the GPU of Apple "
+                          "silicon, with a PyTorch built for it): use trainer.device=auto (CUDA when there is one, "
+                          "else the CPU) or trainer.device=cpu.")  # fmt: skip
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -760,15 +769,16 @@ def check_solver(solver: Config, key: str = "solver") -> None:
     for name, value in solver.items():
         if name not in SOLVER_KEYS:
             raise unknown_key(key, name, value, SOLVER_KEYS)
-    for name in ("rtol", "atol"):
-        value = solver.get(name)
-        if not _is_number(value) or value < 0:
-            raise ConfigError(
-                f"{key}.{name}={show(value)} is not a valid tolerance: it must be a finite number >= 0 "
-                f"(for example {key}.{name}=1e-3)."
-            )
-    if solver["rtol"] == 0 and solver["atol"] == 0:
-        raise ConfigError(f"{key}.rtol and {key}.atol are both 0: at least one must be positive (e.g. 1e-3).")
+    rtol, atol = solver.get("rtol"), solver.get("atol")
+    if not _is_number(rtol) or rtol < 0:
+        raise ConfigError(f"{key}.rtol={show(rtol)} is not a valid tolerance: it must be a finite number >= 0 (for "
+                          f"example {key}.rtol=1e-3).")  # fmt: skip
+    if not _is_number(atol) or atol <= 0:
+        zero = (" With atol = 0 a state component at zero gets an error tolerance of zero, which no step can meet "
+                "(the adjoint's parameter gradients and many features start at zero), so the first solve would "
+                "fail." if _is_number(atol) and atol == 0 else "")  # fmt: skip
+        raise ConfigError(f"{key}.atol={show(atol)} is not a valid tolerance: it must be a finite number > 0 (for "
+                          f"example {key}.atol=1e-6).{zero}")  # fmt: skip
     for name in ("options", "adjoint_options"):
         if not isinstance(solver.get(name) or {}, Mapping):
             raise ConfigError(f"{key}.{name}={show(solver[name])} must be a mapping of solver options, e.g. "

@@ -1,7 +1,8 @@
 """Solver steps per solve of trained models: the measurements behind each experiment's ``max_num_steps``.
 
-A solve whose dynamics diverge or stiffen can take steps without end; ``solver.options.max_num_steps`` (forward)
-and ``solver.adjoint_options.max_num_steps`` (the adjoint's backward solve) stop it. Each experiment sets them
+A solve whose dynamics diverge or stiffen can take steps without end; ``solver.options.max_num_steps`` stops it
+(forward, and the adjoint's backward solve, which inherits it unless ``solver.adjoint_options.max_num_steps`` sets
+its own). Each experiment sets them
 with a wide margin over what its trained model takes, so that a runaway fails in seconds and a healthy run never
 meets the bound. This script measures, for each trained run given, the steps (accepted + rejected) of the forward
 and backward solves over training batches, the time a step takes here, and so how long the budget the experiment
@@ -62,7 +63,9 @@ def measure(run: Path, batches: int, overrides: dict[str, float]) -> dict[str, o
     experiment = _experiment(trained.checkpoint)
     solver = _configured_solver(experiment) or trained.config["model"].get("solver", {})
     per_step = statistics.median(seconds_per_step)  # the batch's whole time (loss, backward) over its steps
-    budget = ((solver.get("options") or {}).get("max_num_steps"), (solver.get("adjoint_options") or {}).get("max_num_steps"))
+    forward_budget = (solver.get("options") or {}).get("max_num_steps")
+    # The backward solve inherits the forward options; a key set under adjoint_options replaces the inherited one.
+    budget = (forward_budget, (solver.get("adjoint_options") or {}).get("max_num_steps") or forward_budget)
     return {
         "run": run, "experiment": experiment,
         "batches": len(forward), "forward": forward, "backward": backward, "budget": budget, "per_step": per_step,

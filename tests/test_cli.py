@@ -109,7 +109,7 @@ def test_table1_from_the_sweep(runs: dict[str, Path], tmp_path: Path, capsys: py
     paper_order = ["mnist_mlp", "mnist_resnet", "mnist_rknet", "mnist_odenet"]
     for row, experiment, paper in zip(rows[1:], paper_order, ("1.60%", "0.41%", "0.47%", "0.42%"), strict=True):
         summary = json.loads((runs[experiment] / "summary.json").read_text())
-        assert row[3:5] == [f"{100 * summary['test_error']:.2f}%", paper]
+        assert row[3:7] == ["0", "`debug=quick`", f"{100 * summary['test_error']:.2f}%", paper]
 
 
 def test_a_model_without_an_ode_has_no_solver_settings() -> None:

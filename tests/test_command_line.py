@@ -4,6 +4,7 @@ experiments passes a key that only they have (Hydra applies single values to a d
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 from hydra import initialize_config_module
@@ -11,7 +12,14 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 
-from node_experiments.command_line import command_line_problem, experiment_problem, hydra_arguments, launcher_problem
+from node_experiments.cli import main
+from node_experiments.command_line import (
+    USAGE,
+    command_line_problem,
+    experiment_problem,
+    hydra_arguments,
+    launcher_problem,
+)
 
 SPIRALS = "experiment=spiral_latent_ode,spiral_rnn"
 
@@ -58,9 +66,65 @@ def test_an_unknown_key_is_named_with_the_closest_real_key(argv: list[str], expe
 
 
 @pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["experiment=mnist_mlp", "optimizer.betas=[0.9,1.5]"],
+         "node-run: optimizer.betas=[0.9,1.5]: torch.optim.SGD, this run's optimizer, takes no argument betas; "
+         "torch.optim.Adam does: use optimizer=adam +optimizer.betas=[0.9,1.5], or leave optimizer.betas out."),
+        (["experiment=cnf_two_moons", "optimizer.betas=[0.9,0.99]"],
+         "node-run: optimizer.betas=[0.9,0.99]: the optimizer config (torch.optim.Adam) does not list betas, which "
+         "torch.optim.Adam takes as an argument: add it with +optimizer.betas=[0.9,0.99]."),
+        (["experiment=mnist_odenet", "optimizer.nesterov=true"], "add it with +optimizer.nesterov=true."),
+        (["experiment=mnist_mlp", "scheduler.step_size=3"],
+         "torch.optim.lr_scheduler.MultiStepLR, this run's scheduler, takes no argument step_size; its arguments "
+         "are: milestones, gamma, last_epoch."),
+    ],
+)  # fmt: skip
+def test_an_argument_of_the_optimizer_or_scheduler_class_is_named_with_how_to_set_it(
+    argv: list[str], expected: str
+) -> None:
+    """Before: "Did you mean task=[0.9,1.5]?" (a group whose name resembles betas)."""
+    message = command_line_problem(argv)
+    assert message.startswith("node-run: ") and message.endswith(expected), message
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["experiment=mnist_mlp", "trainer.max_epochs"],
+         "node-run: the setting 'trainer.max_epochs' has no value: settings are given as key=value, e.g. "
+         "trainer.max_epochs=160 (its value now); ~trainer.max_epochs deletes a key, +trainer.max_epochs=VALUE adds "
+         "one."),
+        (["experiment=cnf_two_moons", "model.trace"], "e.g. model.trace=exact (its value now)"),
+        (["experiment=mnist_mlp", "model.hidden=[1,2"], "node-run: the setting 'model.hidden=[1,2' cannot be read"),
+        (["experiment=mnist_mlp,mnist_odenet"], "node-run: experiment=mnist_mlp,mnist_odenet gives several values, "
+         "which only a sweep runs: add -m"),
+        (["experiment=mnist_mlp", "model=foo"], "node-run: In 'config': Could not find 'model/foo'. Available options "
+         "in 'model': cnf, latent_ode, mlp, odenet, planar_nf, resnet, spiral_rnn (in the config of "
+         "experiment=mnist_mlp)."),
+        (["experiment=mnist_mlp", "+model.hidden=3"], "An item is already at 'model.hidden'. Either remove + prefix: "
+         "'model.hidden=3'. Or add a second + to add or override 'model.hidden': '++model.hidden=3'"),
+    ],
+)  # fmt: skip
+def test_a_setting_hydra_cannot_read_is_one_paragraph(argv: list[str], expected: str) -> None:
+    """Hydra's errors exited 1, over several lines; a command-line mistake is one paragraph and exit status 2."""
+    message = command_line_problem(argv)
+    assert expected in message and message.count("\n") == 1 and message.endswith(USAGE), message
+
+
+def test_a_command_line_mistake_exits_with_status_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """docs/configuration.md: exit status 2 for the command line (Hydra's own parse error exited 1)."""
+    monkeypatch.setattr(sys, "argv", ["node-run", "experiment=mnist_mlp", "trainer.max_epochs"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2 and "has no value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["experiment=mnist_odenet", "debug=quick", "trainer.max_epochs=2", "+solver.options.max_step=0.5"],
+        ["experiment=mnist_odenet", "~optimizer.weight_decay"],
         ["experiment=mnist_odenet", "model=resnet", "model.num_blocks=2"],
         ["-m", SPIRALS, "data.n_obs=30"],
         ["-m", SPIRALS, "data.n_obs=30,50", "++data.noise=0.2"],

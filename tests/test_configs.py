@@ -4,6 +4,7 @@ the solver only where a model solves an ODE, the paths from the environment, deb
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra.errors import ConfigCompositionException
@@ -63,6 +64,13 @@ def test_the_authors_recipe_is_the_default() -> None:
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.random_crop_padding) == (128, 160, 4)
     assert (cfg.solver.method, cfg.solver.rtol, cfg.solver.atol, cfg.solver.gradient) == ("dopri5", 1e-3, 1e-3, "adjoint")
     assert compose("mnist_rknet").solver.gradient == "backprop"
+    assert compose("mnist_mlp").data.random_crop_padding == 0  # the paper quotes its MLP, trained without shifts
+
+
+def test_the_compressed_recipe_keeps_the_drops_at_the_same_fractions() -> None:
+    cfg = compose("mnist_odenet", ["scheduler=multistep_scaled", "trainer.max_epochs=10"])
+    scheduler = instantiate(cfg.scheduler, optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
+    assert scheduler.milestones == {4: 1, 6: 1, 9: 1}
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ def test_the_batch_crop_on_cuda_equals_the_cpu_crop() -> None:
 
 
 def test_cuda_batches_equal_cpu_batches(tiny_data_root: Path) -> None:
-    data = mnist_data_config(tiny_data_root, "data.batch_size=16")
+    data = mnist_data_config(tiny_data_root, "data.random_crop_padding=4", "data.batch_size=16")
     batches = {}
     for device in (torch.device("cpu"), CUDA):
         torch.manual_seed(0)

@@ -89,9 +89,10 @@ def test_offsets_come_from_torchs_generator() -> None:
 def test_the_batches_are_those_of_the_per_image_torchvision_pipeline(tiny_data_root: Path) -> None:
     """Not only the same distribution: on the CPU torch draws a batch's offsets in the order torchvision draws them
     image by image, so from the same generator states the batches are the same, pixel for pixel."""
-    data = mnist_data_config(tiny_data_root, "data.batch_size=16")
+    data = mnist_data_config(tiny_data_root, f"data.random_crop_padding={PADDING}", "data.batch_size=16")
     per_image = load_image_dataset("MNIST", tiny_data_root, train=True, download=False,
-                                   transform=transforms.Compose([transforms.RandomCrop(28, padding=4), TF.to_tensor]))
+                                   transform=transforms.Compose([transforms.RandomCrop(28, padding=PADDING),
+                                                                 TF.to_tensor]))
     torch.manual_seed(7)
     expected = list(DataLoader(per_image, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0)))
     torch.manual_seed(7)

@@ -8,7 +8,7 @@ import torch
 
 from node_experiments.models import MLP, ODEBlock, ODENet, ResNet
 from node_experiments.models.mnist import ConcatConv2d, ConvODEFunc
-from node_experiments.ode import odeint, record_stats
+from node_experiments.ode import odeint, odeint_adjoint, record_stats
 from node_experiments.training.meters import SavedTensorBytes
 
 
@@ -80,6 +80,33 @@ def test_the_nfe_counted_are_the_vector_fields_calls_forward_and_backward() -> N
         output.sum().backward()
     assert stats.nfe_forward == forward_calls >= 8  # dopri5: 6 per step, FSAL, plus the initial step's choice
     assert stats.nfe_backward == field.calls - forward_calls > 0
+
+
+def test_the_adjoint_s_backward_solve_takes_the_block_s_options() -> None:
+    """With options={"max_step": 0.01} and no adjoint options, odeint_adjoint takes 100 steps forward and 100
+    backward (the backward solve inherits the options); the block took 100 and 3 (it passed adjoint_options={},
+    which turned the inheritance off). It now counts what odeint_adjoint counts on the same call."""
+    torch.manual_seed(0)
+    field = TanhField(3).double()
+    h0 = torch.randn(4, 3, dtype=torch.float64)
+    counts = []
+    for solve in ("block", "odeint_adjoint"):
+        with record_stats() as stats:
+            if solve == "block":
+                ODEBlock(field, options={"max_step": 0.01, "first_step": None})(h0).sum().backward()
+            else:
+                t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+                odeint_adjoint(field, h0, t, rtol=1e-3, atol=1e-3, options={"max_step": 0.01})[-1].sum().backward()
+        counts.append((stats.accepted_steps, stats.backward_accepted_steps, stats.nfe_forward, stats.nfe_backward))
+    assert counts[0] == counts[1]
+    assert counts[0][1] >= 100
+
+
+def test_adjoint_options_are_set_over_the_inherited_ones() -> None:
+    """A config sets one adjoint option (the seminorm): the others still come from the forward options."""
+    block = ODEBlock(TanhField(3), options={"max_num_steps": 7, "max_step": 0.5}, adjoint_options={"norm": "seminorm"})
+    assert block.backward_options() == {"max_num_steps": 7, "max_step": 0.5, "norm": "seminorm"}
+    assert ODEBlock(TanhField(3), options={"max_num_steps": 7}, adjoint_options={"norm": None}).backward_options() is None
 
 
 class TanhField(torch.nn.Module):

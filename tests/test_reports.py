@@ -1,7 +1,8 @@
 """``node-report``: the tables read the runs' summary.json, pick their own kind of run and put the paper's numbers
 beside ours; a mistake is one line on stderr with a fix and a non-zero exit status. The reports on real tiny runs
-are tested beside the runs they read: table1 in test_cli.py, table2 in test_table2_grid.py, figure3 in
-test_nfe_study.py, flows in test_flows.py."""
+are tested beside the runs they read: table1 in test_cli.py, table2 in test_table2_grid.py and (on records)
+test_reports_records.py, figure3 in test_nfe_study.py, figure3d and model-state in test_reports_odenet.py, flows in
+test_flows.py; records in test_reports_records.py, pages in test_reports_pages.py."""
 
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ def test_table1_has_a_row_per_finished_classification_run(tmp_path: Path, capsys
     for name, summary in runs.items():
         (tmp_path / name).mkdir(parents=True)
         write_json(tmp_path / name / "summary.json", summary)
+    hydra = tmp_path / "a/odenet/.hydra"  # the record node-run writes: the seed, and what the command line set
+    hydra.mkdir()
+    (hydra / "config.yaml").write_text("trainer:\n  seed: 3\n")
+    (hydra / "overrides.yaml").write_text("- experiment=mnist_odenet\n- ++trainer.seed=3\n- solver.rtol=0.01\n"
+                                         "- trainer.resume=a/odenet\n")  # resumed: the same run, not a setting
     output = tmp_path / "pages" / "table1.md"
 
     assert main(["table1", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(output)]) == 0
@@ -54,15 +60,17 @@ def test_table1_has_a_row_per_finished_classification_run(tmp_path: Path, capsys
     assert output.read_text() == printed.out and f"wrote {output}" in printed.err
     lines = [line for line in printed.out.splitlines() if line.startswith("| ")]
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines]
-    assert rows[0][:5] == ["Model", "Data", "Epochs", "Test error", "(paper)"]
+    assert rows[0][:7] == ["Model", "Data", "Epochs", "Seed", "Settings", "Test error", "(paper)"]
     assert [row[0] for row in rows[1:]] == ["ResNet", "ODE-Net"], "the paper's order; diverged and other runs out"
     resnet, odenet = rows[1:]
+    assert odenet[3:5] == ["3", "`solver.rtol=0.01`"] and resnet[3:5] == ["-", ""]
+    resnet, odenet = resnet[:3] + resnet[5:], odenet[:3] + odenet[5:]
     assert odenet[3:7] == ["1.23%", "0.42%", "0.208M", "0.22M"] and odenet[7:11] == ["26.0", "32.5", "3.0 MiB", "O(1)"]
     assert odenet[11:] == ["61 s", "50 s", "O(L~)", "cpu, 1 thread"]
     assert resnet[1] == "fashion_mnist" and resnet[4] == resnet[6] == resnet[10] == "", "no paper figures off MNIST"
 
 
-@pytest.mark.parametrize("report", ["table1", "table2", "figure3", "flows"])
+@pytest.mark.parametrize("report", ["table1", "table2", "figure3", "figure3d", "flows"])
 def test_a_folder_without_runs_of_the_report_is_one_line(report: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "sweep").mkdir()
@@ -85,8 +93,8 @@ def test_an_unknown_report_is_one_line_with_the_choices(capsys: pytest.CaptureFi
     assert exit.value.code == 2
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err == (
-        "node-report: argument REPORT: invalid choice: 'tabel1' (choose from 'table1', 'table2', 'figure3', 'flows', "
-        "'beyond', 'all'). See node-report --help.\n"
+        "node-report: argument REPORT: invalid choice: 'tabel1' (choose from 'table1', 'table2', 'figure3', "
+        "'figure3d', 'flows', 'beyond', 'all', 'records', 'model-state', 'pages'). See node-report --help.\n"
     )
 
 
@@ -132,6 +140,8 @@ def test_all_writes_every_report_that_has_runs(tmp_path: Path, capsys: pytest.Ca
     assert printed == [f"- table1: {pages / 'table1.md'}",
                        f"- table2: skipped: no node-run -m grid of spiral runs under {outputs}",
                        f"- figure3: {pages / 'figure3.md'}",
+                       f"- figure3d: skipped: no finished ODE-Net run with a metrics.jsonl under {outputs}. Make them "
+                       "first: node-run experiment=mnist_odenet trainer.max_epochs=10 scheduler=multistep_scaled",
                        f"- flows: skipped: no finished density-matching run under {outputs}. Make them first: "
                        "node-run -m experiment=nf_density_matching data.target=U1,U2,U3 model.layers=2,8,32 (and the "
                        "same with experiment=cnf_density_matching model.width=2,8,32).",
@@ -143,3 +153,20 @@ def test_all_writes_every_report_that_has_runs(tmp_path: Path, capsys: pytest.Ca
     assert "| 0.92 | about 0.5 |" in (pages / "figure3.md").read_text()
     assert main(["all", str(tmp_path / "pages"), "--output-dir", str(pages)]) == 1
     assert "no finished run of any report under" in capsys.readouterr().err
+
+
+def test_flows_from_records_names_what_needs_the_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Records keep no checkpoint: the density grid says so; the table and the loss figure need none."""
+    run = tmp_path / "records" / "nf_u1_k2"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "model: {_target_: node_experiments.models.flows.PlanarNF, layers: 2}\n"
+        "data: {target: U1, batches_per_epoch: 50}\noptimizer: {lr: 0.01}\n"
+    )
+    write_json(run / "summary.json", {"status": "completed", "experiment": "nf_density_matching", "epochs": 10,
+                                      "final_loss": -0.862, "test_kl": 1.015, "train_time_s": 11.0})  # fmt: skip
+    figures = tmp_path / "figures"
+    assert main(["flows", str(tmp_path / "records"), "--figures", str(figures)]) == 1
+    assert "holds no checkpoints/last.pt (run records keep none)" in capsys.readouterr().err
+    assert main(["flows", str(tmp_path / "records"), "--figures", str(figures), "--no-densities"]) == 0
+    assert "| U1 | -0.862 (1.015) |" in capsys.readouterr().out and (figures / "figure4_loss.png").is_file()

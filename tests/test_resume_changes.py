@@ -123,3 +123,40 @@ def test_a_damaged_checkpoint_is_a_sentence_naming_the_file(
     with pytest.raises(CheckpointError, match="partial.pt is not a checkpoint written by node-run's trainer .*optimizer"):
         train(mlp(tiny_data_root, f"trainer.resume={tmp_path / 'partial.pt'}"), tmp_path / "resumed_partial")
 
+
+
+def test_a_model_of_another_shape_is_one_paragraph(one_epoch: Path, tiny_data_root: Path, tmp_path: Path) -> None:
+    """Before: about 40 lines of torch's size mismatches."""
+    cfg = mlp(tiny_data_root, "trainer.max_epochs=2", f"trainer.resume={one_epoch}", "model.hidden=32",
+              "trainer.resume_changes=apply")  # fmt: skip
+    with pytest.raises(ConfigError) as refused:
+        train(cfg, tmp_path)
+    message = str(refused.value)
+    assert message.startswith(f"trainer.resume: the checkpoint {one_epoch / 'checkpoints' / 'last.pt'} does not fit "
+                              "this run's model: 3 of its 4 tensors have other shapes (e.g. ")  # fmt: skip
+    assert "as model.hidden: 16 -> 32 changes its shape" in message and "\n" not in message and len(message) < 700
+
+
+@pytest.mark.parametrize("mode", ["refuse", "apply"])
+def test_a_checkpoint_of_another_model_is_one_paragraph(
+    mode: str, one_epoch: Path, tiny_data_root: Path, tmp_path: Path
+) -> None:
+    """An ODE-Net config resumed from an MLP's checkpoint; before: a list of 1,500 characters of changed keys."""
+    cfg = compose("mnist_odenet", [f"data.root={tiny_data_root}", "data.download=false", *QUIET,
+                                   "trainer.max_epochs=2", f"trainer.resume={one_epoch}",
+                                   f"trainer.resume_changes={mode}"])  # fmt: skip
+    with pytest.raises(ConfigError) as refused:
+        train(cfg, tmp_path)
+    message = str(refused.value)
+    assert "is of another kind of run: model._target_: 'node_experiments.models.mnist.MLP' -> " \
+           "'node_experiments.models.mnist.ODENet' (and " in message
+    assert "start this run afresh without trainer.resume" in message and "\n" not in message and len(message) < 600
+
+
+def test_a_long_list_of_changes_is_cut_short() -> None:
+    from node_experiments.training.resume import _refusal
+
+    changes = {f"model.key{i}": [i, i + 1] for i in range(10)}
+    changes.update({"solver.rtol": [1e-3, 1e-4], "model.solver.rtol": [1e-3, 1e-4]})
+    message = _refusal(Path("last.pt"), changes, 3)
+    assert "model.key0: 0 -> 1; " in message and "(and 5 more)" in message and "model.solver.rtol" not in message

@@ -63,6 +63,9 @@ def test_sigterm_mid_batch_checkpoints_the_position_reached(
     assert (position["epoch"], position["batches_done"]) == (1, 1)
     summary = strict_json(tmp_path / "stopped" / "summary.json")
     assert (summary["status"], summary["signal"], summary["epochs"]) == ("interrupted", "SIGTERM", 1)
+    assert summary["message"] == (f"Stopped by SIGTERM: checkpoint of epoch 2, after batch 1 written to "
+                                  f"{tmp_path / 'stopped' / 'checkpoints' / 'last.pt'}. Continue with "
+                                  f"trainer.resume={tmp_path / 'stopped'}")  # fmt: skip
     monkeypatch.undo()
     resume_and_compare(tiny_data_root, tmp_path / "stopped", uninterrupted, tmp_path / "resumed")
 

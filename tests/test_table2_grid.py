@@ -1,5 +1,6 @@
 """Table 2's grid end to end: a tiny sweep of both spiral experiments through Hydra's joblib launcher, collected
-by ``node-report table2`` into the table beside the paper's numbers, with Figures 8 and 9."""
+by ``node-report table2`` into the table beside the paper's numbers, with Figures 8 and 9, and the same table from
+the sweep's records (``node-report records``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+import yaml
+
 from conftest import run_node_run
+from node_experiments.reports.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,8 +45,8 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def table_rows(output: str) -> list[list[str]]:
-    """The grid's rows of a results table: the n = 10 and n = 30 cells of each model."""
-    return [line.split(" | ")[2:4] for line in output.splitlines() if line.startswith("| `debug=quick")]
+    """The grid's rows of a results table (n_obs = 10), without the grid's label."""
+    return [line.split(" | ")[1:] for line in output.splitlines() if line.startswith("| ") and " | 10 | " in line]
 
 
 @pytest.mark.e2e
@@ -62,23 +66,47 @@ def test_a_launcher_sweep_is_collected_into_table_2(grid: Path, tmp_path: Path) 
     figures = sorted(path.name for path in (tmp_path / "figures").iterdir())
     assert figures == ["spirals_figure8_n10.png", "spirals_figure9_n10.png"], figures
     assert all((tmp_path / "figures" / name).stat().st_size > 10_000 for name in figures)
-    assert "| paper | RNN | - | 0.3937 | 0.3202 | 0.1813 |" in table and "| paper | Latent ODE | - | 0.1642 |" in table
+    seeds = {path.parent: yaml.safe_load((path.parent / ".hydra" / "config.yaml").read_text())["trainer"]["seed"]
+             for path in grid.rglob("summary.json")}
+    runs = {(json.loads((folder / "summary.json").read_text())["experiment"], seed): folder
+            for folder, seed in seeds.items()}  # fmt: skip
     for experiment, name in (("spiral_rnn", "RNN"), ("spiral_latent_ode", "Latent ODE")):
-        values = [s["test_rmse_extrapolation_clean"] for s in summaries if s["experiment"] == experiment]
-        cell = f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-        assert f"| {name} | {cell} | - | - | - |" in table, table
-    assert "| `debug=quick data.noise=0.2` |" in table and "4 runs, seeds [0, 1]" in table and "not completed: " in table and "9_spiral_rnn" in table
-    assert "| `rmse_interpolation_noisy_euclidean` | Latent ODE |" in table
+        values = [json.loads((runs[experiment, seed] / "summary.json").read_text())["test_rmse_extrapolation_clean"]
+                  for seed in (0, 1)]
+        cells = (f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} | {statistics.median(values):.3f} | "
+                 f"0: {values[0]:.3f}, 1: {values[1]:.3f}")
+        assert f"| {name} | 10 | - | {cells} |" in table, table
+    assert table.startswith("`rmse_extrapolation_clean` on each run's own test spirals, over seeds:")
+    assert "| `debug=quick data.noise=0.2` | RNN | 10 | - |" in table and "4 runs, seeds [0, 1]" in table
+    assert "; not completed: 9_spiral_rnn" in table
+    assert "| `rmse_interpolation_noisy_euclidean` | RNN |" in table
+
+
+@pytest.mark.e2e
+def test_the_records_of_a_sweep_give_its_table(grid: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Records hold no machine path, and table2 prints from them what it prints from the sweep itself."""
+    records = tmp_path / grid.name
+    assert main(["records", str(grid), str(records)]) == 0
+    for path in records.rglob("*"):
+        assert not path.is_file() or str(grid.parent) not in path.read_text(), f"a machine path in {path}"
+    capsys.readouterr()
+    tables = []
+    for folder in (grid, records):
+        assert main(["table2", str(folder), "--metrics", "--test-range", "observed"]) == 0
+        tables.append(capsys.readouterr().out)
+    assert tables[0] == tables[1] and "| `train_spirals/latent_gap` |" in tables[0]
 
 
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_retest_evaluates_the_trained_models_on_other_test_spirals(grid: Path) -> None:
-    """With the test spirals unchanged, the runs' own numbers; with other test spirals, others; an override that
-    would change the training spirals is refused."""
+    """With the test spirals unchanged, the runs' own numbers; with other test spirals, others, those the runs
+    recorded for that test range; an override that would change the training spirals is refused."""
     plain, same, observed = (collect(str(grid), *extra) for extra in
                              ((), ("--retest", "data.test_range=same"), ("--retest", "data.test_range=observed")))
     rows = [table_rows(result.stdout) for result in (plain, same, observed)]
     assert rows[0] == rows[1] and rows[0] != rows[2] and len(rows[0]) == 2, rows
+    assert rows[2] == table_rows(collect(str(grid), "--test-range", "observed").stdout), (
+        "each run measured the other test range as retesting does")
     refused = collect(str(grid), "--retest", "data.noise=0.3")
     assert refused.returncode != 0 and "changes the training spirals" in refused.stderr

@@ -57,6 +57,15 @@ def error_of(experiment: str, *overrides: str) -> str:
          "true or false"),
         ("mnist_odenet", "trainer.device=gpu", "trainer.device='gpu' is not a device"),
         ("mnist_odenet", "trainer.device=cuda:99", "trainer.device='cuda:99', but this machine has"),
+        ("mnist_odenet", "trainer.device=meta", "trainer.device='meta' is not a device node-run trains on: use auto, "
+         "cpu, cuda, cuda:N or mps"),
+        ("mnist_odenet", "trainer.divergence_factor=1", "trainer.divergence_factor=1: the factor of the run's loss "
+         "scale above which a loss is a divergence must be a finite number > 1, or null"),
+        ("mnist_odenet", "trainer.divergence_factor=-5", "trainer.divergence_factor=-5"),
+        # a solve that fails at its first step, not a value for the backward solve to trip over
+        ("mnist_odenet", "solver.atol=0", "solver.atol=0 is not a valid tolerance: it must be a finite number > 0 "
+         "(for example solver.atol=1e-6). With atol = 0 a state component at zero gets an error tolerance of zero"),
+        ("cnf_two_moons", "solver.atol=0.0", "solver.atol=0.0 is not a valid tolerance"),
         # a key nothing reads: Hydra takes it with +, node-run does not
         ("mnist_odenet", "+trainer.max_epoch=2", "trainer.max_epoch=2 is not a setting of node-run: nothing reads "
          "it. Did you mean trainer.max_epochs=2?"),
@@ -119,11 +128,19 @@ def test_cuda_on_a_machine_without_it_says_what_to_use() -> None:
     assert "trainer.device=auto" in error_of("mnist_mlp", "trainer.device=cuda")
 
 
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has an MPS device")
+def test_mps_on_a_machine_without_it_says_what_to_use() -> None:
+    message = error_of("mnist_mlp", "trainer.device=mps")
+    assert message.startswith("trainer.device='mps', but this machine has no MPS device")
+    assert "trainer.device=cpu" in message
+
+
 def test_every_valid_setting_passes() -> None:
     validate(compose("mnist_odenet", ["trainer.grad_clip_norm=1", "trainer.num_threads=2", "data.train_subset=6000",
                                       "+optimizer.nesterov=true", "scheduler=exponential", "scheduler.gamma=0.95",
                                       "solver.options.norm=max"]))
     validate(compose("mnist_odenet", ["optimizer=adam", "+optimizer.betas=[0.9,0.99]"]))
+    validate(compose("mnist_odenet", ["solver.rtol=0", "solver.atol=1e-6", "trainer.divergence_factor=null"]))
     assert "optimizer.nesterov=true is not an argument of torch.optim.Adam" in error_of(
         "mnist_odenet", "optimizer=adam", "+optimizer.nesterov=true")
     validate(compose("mnist_resnet", ["model.width=16", "model.num_blocks=0", "data=fashion_mnist"]))  # fmt: skip
@@ -135,7 +152,8 @@ def test_every_valid_setting_passes() -> None:
         ({"rtol": -1}, "solver.rtol=-1"),
         ({"atol": float("nan")}, "solver.atol=nan"),
         ({"rtol": "tight"}, "solver.rtol='tight'"),
-        ({"rtol": 0, "atol": 0}, "solver.rtol and solver.atol"),
+        ({"rtol": 0, "atol": 0}, "solver.atol=0 is not a valid tolerance"),
+        ({"atol": -1e-6}, "solver.atol=-1e-06 is not a valid tolerance: it must be a finite number > 0"),
         ({"method": "dopri6"}, "solver.method='dopri6'"),
         ({"gradient": "yes"}, "solver.gradient='yes'"),
         ({"gradient": True}, "solver.gradient=true is not a gradient strategy"),

@@ -65,6 +65,10 @@ class Spirals:
             ``obs_times``; the rest is what a measurement there would have given).
         observed: ``(N, W)`` bool, which observation-window times each spiral observed.
         clockwise: ``(N,)`` bool, the direction of rotation.
+        following: ``(N, n, 2)`` the noisy series at the observation times moved one window on (``obs_times``
+            plus ``times[W]``): what the spiral's observations of the following window would be, read by the
+            forecasting objective (its targets) and by the latent ODE's consistency measure (the encoder's code
+            for the following window).
     """
 
     times: torch.Tensor
@@ -75,6 +79,7 @@ class Spirals:
     noisy: torch.Tensor
     observed: torch.Tensor
     clockwise: torch.Tensor
+    following: torch.Tensor
 
     @property
     def window(self) -> int:
@@ -169,8 +174,8 @@ def make_spirals(
     obs_index = keys.argsort(dim=1)[:, :n_obs].sort(dim=1).values
     noisy = truth + noise * torch.randn(truth.shape, generator=generator)
 
-    def at_observations(series: torch.Tensor) -> torch.Tensor:
-        return series.gather(1, obs_index[..., None].expand(-1, -1, 2))
+    def at_observations(series: torch.Tensor, shift: int = 0) -> torch.Tensor:
+        return series.gather(1, (obs_index + shift)[..., None].expand(-1, -1, 2))
 
     return Spirals(
         times=offsets * dt,
@@ -181,6 +186,7 @@ def make_spirals(
         noisy=noisy,
         observed=torch.zeros(n_spirals, window, dtype=torch.bool).scatter_(1, obs_index, True),
         clockwise=clockwise,
+        following=at_observations(noisy, shift=window),
     )
 
 
@@ -240,11 +246,11 @@ def split_spirals(spirals: Spirals, test_size: int) -> tuple[Spirals, Spirals]:
     return spirals.subset(slice(0, cut)), spirals.subset(slice(cut, None))
 
 
-def spiral_loaders(data: Mapping[str, Any], generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
-    """The training and test loaders described by a ``data`` config group (see configs/data/spirals.yaml).
+def spiral_splits(data: Mapping[str, Any], test_range: str | None = None) -> tuple[Spirals, Spirals]:
+    """The training and test spirals of a ``data`` config group (see configs/data/spirals.yaml).
 
-    ``generator`` drives the training loader's shuffling (the trainer saves its state for resuming); the spirals
-    themselves come from ``data.seed``.
+    ``test_range`` draws the test spirals' starts from another range than ``data.test_range`` says; the training
+    spirals stay the same, tensor for tensor (only the test split's starts depend on it).
     """
     spirals = make_spirals(
         n_spirals=data["n_spirals"],
@@ -256,10 +262,19 @@ def spiral_loaders(data: Mapping[str, Any], generator: torch.Generator) -> tuple
         growth=data["growth"],
         curve=data["curve"],
         test_size=data["test_size"],
-        test_range=data["test_range"],
+        test_range=test_range or data["test_range"],
         seed=data["seed"],
     )
-    train_set, test_set = split_spirals(spirals, data["test_size"])
+    return split_spirals(spirals, data["test_size"])
+
+
+def spiral_loaders(data: Mapping[str, Any], generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
+    """The training and test loaders described by a ``data`` config group (see configs/data/spirals.yaml).
+
+    ``generator`` drives the training loader's shuffling (the trainer saves its state for resuming); the spirals
+    themselves come from ``data.seed``.
+    """
+    train_set, test_set = spiral_splits(data)
     log.info(
         "Spirals (%s curves): %d training and %d test (starts: %s), %d of %d observation times each, noise std %g, "
         "seed %d.", data["curve"], len(train_set), len(test_set), data["test_range"], data["n_obs"], data["window"],

@@ -29,7 +29,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from .ode_block import ODEBlock
-from .sequence_rnn import check_obs_std, gaussian_log_likelihood, recurrent_layer, time_gaps
+from .sequence_rnn import check_obs_std, gaussian_log_likelihood, recurrent_layer, time_gaps, with_future
 
 
 def solve_at_times(ode: ODEBlock, z0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -139,11 +139,23 @@ class LatentODE(nn.Module):
         """The observation means ``(B, n, obs_dim)`` at ``times`` ``(B, n)`` from z(0) = ``z0``."""
         return self.decoder(self.latent_path(z0, times))
 
-    def loss(self, observations: torch.Tensor, obs_times: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The negative ELBO per sequence (one reparameterised sample of z_0), averaged over the batch."""
+    def loss(
+        self,
+        observations: torch.Tensor,
+        obs_times: torch.Tensor,
+        future: torch.Tensor | None = None,
+        future_times: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The negative ELBO per sequence (one reparameterised sample of z_0), averaged over the batch.
+
+        With ``future`` ``(B, m, obs_dim)`` at ``future_times`` ``(B, m)``, points after the observations, the
+        likelihood scores them too while q(z_0) still reads the observations alone: the forecasting objective of
+        Rubanova et al. (NeurIPS 2019), which trains the model to extrapolate rather than only to reconstruct.
+        """
         posterior = self.posterior(observations, obs_times)
-        means = self.decode(posterior.rsample(), obs_times)
-        log_likelihood = gaussian_log_likelihood(observations, means, self.obs_std).mean()
+        targets, times = with_future(observations, obs_times, future, future_times)
+        means = self.decode(posterior.rsample(), times)
+        log_likelihood = gaussian_log_likelihood(targets, means, self.obs_std).mean()
         prior = Normal(torch.zeros_like(posterior.loc), torch.ones_like(posterior.scale))
         kl = kl_divergence(posterior, prior).sum(dim=-1).mean()
         elbo = log_likelihood - kl

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..ode import ADAPTIVE_METHODS, GRADIENTS, gradient_strategy, odeint_adjoint
+from ..ode.adjoint import inherited_adjoint_options
 from .regularization import ModelStateNorm, Regularization, RegularizedDynamics
 
 
@@ -37,7 +38,7 @@ class ODEBlock(nn.Module):
         method, rtol, atol, options: passed to the solve (torchdiffeq's names).
         gradient: ``adjoint``, ``backprop`` or ``checkpoint`` (see the module docstring).
         adjoint_options: options of the adjoint's backward solve, e.g. ``{"norm": "seminorm"}`` (used by
-            ``gradient="adjoint"`` only).
+            ``gradient="adjoint"`` only), set over the ones it inherits from ``options`` (see ``backward_options``).
         t1: the end of the integration interval; the paper's MNIST model uses 1.
         regularization: the weights of RNODE's penalties (``Regularization`` or a mapping ``{"kinetic": w,
             "jacobian": w}``); None or zero weights: none.
@@ -90,7 +91,7 @@ class ODEBlock(nn.Module):
     def _solve(self, func: nn.Module, h: Any, t: torch.Tensor, options: dict[str, Any]) -> Any:
         common = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=options)
         if self.gradient == "adjoint":
-            return odeint_adjoint(func, h, t, adjoint_options=self.adjoint_options, **common)
+            return odeint_adjoint(func, h, t, adjoint_options=self.backward_options(), **common)
         return gradient_strategy(self.gradient)(func, h, t, **common)
 
     def _regularized_trajectory(self, h: Any, t: torch.Tensor) -> Any:
@@ -112,6 +113,15 @@ class ODEBlock(nn.Module):
         self.penalties = {kind: (integral[-1] * direction).mean() for kind, integral in zip(kinds, integrals)}
         trajectory = solution[: len(state)]
         return tuple(trajectory) if isinstance(h, (tuple, list)) else trajectory[0]
+
+    def backward_options(self) -> dict[str, Any] | None:
+        """What the adjoint's backward solve is given as ``adjoint_options``: None when none is set, so that it
+        inherits ``options`` as ``odeint_adjoint`` does; else the set ones over the inherited ones. A config sets
+        its keys one by one (``solver.adjoint_options.norm=seminorm``), and that one key should not drop the
+        forward options the backward solve would otherwise take (``max_num_steps``, ``first_step``, ...)."""
+        if not self.adjoint_options:
+            return None
+        return {**inherited_adjoint_options(self.options), **self.adjoint_options}
 
     def extra_repr(self) -> str:
         text = f"method={self.method}, rtol={self.rtol}, atol={self.atol}, gradient={self.gradient}"

@@ -10,8 +10,12 @@ is fixed (the data's noise level), as for the latent ODE. It extrapolates autore
 observation, each prediction is fed back as the next input, with the gap to the next query time.
 
 Both models implement the interface the sequence task uses (``node_experiments.tasks.sequences``):
-``loss(observations, obs_times)`` -> (loss, metrics) and ``predict(observations, obs_times, query_times)`` ->
-(reconstruction at ``obs_times``, prediction at ``query_times``).
+``loss(observations, obs_times, future=None, future_times=None)`` -> (loss, metrics) and
+``predict(observations, obs_times, query_times)`` -> (reconstruction at ``obs_times``, prediction at
+``query_times``). Given ``future`` points after the observations, the loss also scores the model's prediction of
+them from the observations alone: the forecasting objective (Rubanova et al., NeurIPS 2019, section 4's
+extrapolation setting: encode the observed part, reconstruct what follows). The RNN predicts them as it
+extrapolates at test time, autoregressively.
 """
 
 from __future__ import annotations
@@ -36,6 +40,21 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, std: float) -> 
     """log N(x | mean, std^2 I), summed over every dimension but the first (one value per sequence)."""
     log_density = -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
     return log_density.flatten(1).sum(dim=1)
+
+
+def with_future(
+    observations: torch.Tensor,
+    obs_times: torch.Tensor,
+    future: torch.Tensor | None,
+    future_times: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The points a loss scores and their times: the observations, followed by ``future`` ``(B, m, obs_dim)`` at
+    ``future_times`` ``(B, m)`` when they are given (both or neither)."""
+    if (future is None) != (future_times is None):
+        raise ValueError("future and future_times go together: give both (the forecasting objective) or neither.")
+    if future is None:
+        return observations, obs_times
+    return torch.cat([observations, future], dim=1), torch.cat([obs_times, future_times], dim=1)
 
 
 def check_obs_std(obs_std: float) -> None:
@@ -88,10 +107,23 @@ class SequenceRNN(nn.Module):
         """``(B, n, hidden)``: the state after each step, step i having read observation i-1 and the gap to t_i."""
         return self.rnn(self._step_inputs(observations, obs_times))[0]
 
-    def loss(self, observations: torch.Tensor, obs_times: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The negative Gaussian log-likelihood per sequence, averaged over the batch."""
-        predictions = self.head(self.states(observations, obs_times))
-        log_likelihood = gaussian_log_likelihood(observations, predictions, self.obs_std).mean()
+    def loss(
+        self,
+        observations: torch.Tensor,
+        obs_times: torch.Tensor,
+        future: torch.Tensor | None = None,
+        future_times: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The negative Gaussian log-likelihood per sequence, averaged over the batch: of each observation given
+        the ones before it and, with ``future`` at ``future_times`` (after the last observation), of the
+        autoregressive predictions there (the forecasting objective, see the module docstring)."""
+        states = self.states(observations, obs_times)
+        predictions = self.head(states)
+        targets, _ = with_future(observations, obs_times, future, future_times)
+        if future_times is not None:
+            ahead = self.rollout(observations[:, -1], obs_times[:, -1], states[:, -1], future_times)
+            predictions = torch.cat([predictions, ahead], dim=1)
+        log_likelihood = gaussian_log_likelihood(targets, predictions, self.obs_std).mean()
         return -log_likelihood, {"log_likelihood": log_likelihood}
 
     def predict(
@@ -101,26 +133,50 @@ class SequenceRNN(nn.Module):
 
         A query time up to a sequence's last observation is predicted from the observations before it, in one step
         from the state they leave (at an observation time, that is its reconstruction); the query times after it
-        are predicted autoregressively, each prediction fed back as the input towards the next.
+        are predicted autoregressively (``rollout``).
         """
         states = self.states(observations, obs_times)
         batch, count = obs_times.shape
         queries = query_times.expand(batch, -1).contiguous()
         before = torch.searchsorted(obs_times.contiguous(), queries)  # (B, Q): how many observations precede
         predictions = self.head(self._one_step(states, observations, obs_times, queries, before))
+        ahead = before == count  # (B, Q) past the last observation; once a sequence is past, it stays past
+        if bool(ahead.any()):
+            first = int(ahead.any(dim=0).nonzero()[0])
+            rolled = self.rollout(observations[:, -1], obs_times[:, -1], states[:, -1], queries[:, first:],
+                                  ahead[:, first:])  # fmt: skip
+            predictions[:, first:] = torch.where(ahead[:, first:, None], rolled, predictions[:, first:])
+        return self.head(states), predictions
 
-        value, time, state = observations[:, -1], obs_times[:, -1], states[:, -1]
-        for index, query in enumerate(query_times):
-            ahead = before[:, index] == count  # past the last observation
-            if not bool(ahead.any()):
-                continue
+    def rollout(
+        self,
+        value: torch.Tensor,
+        time: torch.Tensor,
+        state: torch.Tensor,
+        queries: torch.Tensor,
+        ahead: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Autoregressive predictions ``(B, Q, obs_dim)`` at increasing ``queries`` ``(B, Q)``, from the last
+        observation ``value`` ``(B, obs_dim)`` at ``time`` ``(B,)`` and the ``state`` ``(B, hidden)`` after it:
+        each prediction is fed back as the input towards the next query, with the gap to it.
+
+        ``ahead`` ``(B, Q)``, when given, says which queries lie past a sequence's last observation: the others
+        neither move its state nor count (their rows of the result are to be ignored).
+        """
+        outputs = []
+        for index in range(queries.shape[1]):
+            query = queries[:, index]
             output, next_state = self.rnn(torch.cat([value, (query - time)[:, None]], dim=-1)[:, None], state[None])
             next_value = self.head(output[:, 0])
-            value = torch.where(ahead[:, None], next_value, value)
-            state = torch.where(ahead[:, None], next_state[0], state)
-            time = torch.where(ahead, query, time)
-            predictions[:, index] = torch.where(ahead[:, None], next_value, predictions[:, index])
-        return self.head(states), predictions
+            if ahead is None:
+                value, state, time = next_value, next_state[0], query
+            else:
+                moves = ahead[:, index]
+                value = torch.where(moves[:, None], next_value, value)
+                state = torch.where(moves[:, None], next_state[0], state)
+                time = torch.where(moves, query, time)
+            outputs.append(next_value)
+        return torch.stack(outputs, dim=1)
 
     def _one_step(
         self,

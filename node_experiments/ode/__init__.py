@@ -24,7 +24,7 @@ looks one up):
 
 Arguments, for all three:
 
-- ``func(t, y)`` returns dy/dt in ``y``'s dtype; ``t`` is passed as a 0-dim tensor of ``t``'s dtype on ``y0``'s
+- ``func(t, y)`` returns dy/dt (a floating result of another dtype is cast to ``y``'s); ``t`` is passed as a 0-dim tensor of ``t``'s dtype on ``y0``'s
   device. torchdiffeq's step callbacks (``callback_step``, ``callback_accept_step``, ``callback_reject_step`` and
   their ``_adjoint`` forms), defined on ``func``, are called around every step (``callbacks.py``).
 - ``y0`` is a floating-point tensor of any shape (0-dim included), or a tuple of them (then the result is a
@@ -42,7 +42,8 @@ Arguments, for all three:
 - ``options`` (adaptive): ``first_step``, ``safety``, ``ifactor``, ``dfactor``, ``max_num_steps``, ``min_step``,
   ``max_step``, ``step_t``, ``jump_t``, ``norm`` (``"rms"``, ``"max"`` or a callable taking the scaled error,
   shaped like ``y0``, and returning a scalar tensor), ``controller`` (``"integral"``, ``"pi"``, ``"pid"``) with
-  ``pcoeff``, ``icoeff``, ``dcoeff``, and torchdiffeq's ``dtype`` (times are always 64-bit here). Options
+  ``pcoeff``, ``icoeff``, ``dcoeff``, ``stiffness_check`` (default True), and torchdiffeq's ``dtype`` (times are
+  always 64-bit here). Options
   (fixed-step): ``step_size`` or ``grid_constructor`` (else the solver steps on ``t``), ``perturb``, ``interp``
   (``"cubic"``, the default, or ``"linear"``), ``max_num_steps``.
 - ``event_fn(t, y)``: with ``t = [t0, t1]``, the solve runs from ``t0`` in ``t1``'s direction until an entry of
@@ -60,8 +61,9 @@ adjoint's backward solve, the checkpointed recomputation; counted in whichever r
 ``backward_solves``. Recorders nest; every active recorder counts.
 
 Errors: bad arguments raise ``InvalidArgumentError`` (a ``SolverError`` and a ``ValueError``); failures while
-solving raise ``NonFiniteDerivativeError``, ``StepSizeTooSmallError`` or ``MaxStepsExceededError`` (all
-``SolverError``). Each message names the value, what is wrong and the fix. The adjoint's and the checkpointed
+solving raise ``NonFiniteDerivativeError``, ``StepSizeTooSmallError``, ``MaxStepsExceededError`` or, when dopri5 or
+tsit5 find the problem stiff (Hairer's test, ``stiffness.py``; ``options={"stiffness_check": False}`` turns it
+off), ``StiffnessError`` (all ``SolverError``). Each message names the value, what is wrong and the fix. The adjoint's and the checkpointed
 gradients are computed once: a double backward (``create_graph=True``) raises a ``SolverError``; ``odeint``'s
 gradients can be differentiated again.
 """
@@ -75,6 +77,7 @@ from .errors import (
     NonFiniteDerivativeError,
     SolverError,
     StepSizeTooSmallError,
+    StiffnessError,
 )
 from .event_solve import odeint_event
 from .gradients import GRADIENTS, gradient_strategy
@@ -99,4 +102,5 @@ __all__ = [
     "NonFiniteDerivativeError",
     "StepSizeTooSmallError",
     "MaxStepsExceededError",
+    "StiffnessError",
 ]

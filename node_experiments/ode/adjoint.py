@@ -59,10 +59,14 @@ class AugmentedDynamics:
         with torch.enable_grad():
             y = y.detach().requires_grad_(True)
             f = self.spec.flatten(self.spec.check_derivative(self.func(t, self.spec.unflatten(y)), t))
-            # -sign * a as grad_outputs gives d(a, a_theta)/ds = -sign * a^T (df/dy, df/dtheta) in one vjp.
-            grads = torch.autograd.grad(
-                f, (y, *self.params), grad_outputs=a if self.sign == -1 else -a, allow_unused=True, materialize_grads=True
-            )
+            if f.requires_grad:
+                # -sign * a as grad_outputs gives d(a, a_theta)/ds = -sign * a^T (df/dy, df/dtheta) in one vjp.
+                grads = torch.autograd.grad(
+                    f, (y, *self.params), grad_outputs=a if self.sign == -1 else -a, allow_unused=True,
+                    materialize_grads=True,
+                )  # fmt: skip
+            else:  # f depends on neither y nor the parameters (f(t) alone, or constant): its vjp is zero
+                grads = (torch.zeros_like(y), *(p.new_zeros(p.shape) for p in self.params))
         return torch.cat([f * self.sign if self.sign != 1 else f, *(g.reshape(-1) for g in grads)])
 
     def grid_arguments(self, state0: torch.Tensor, t: torch.Tensor) -> tuple:
@@ -130,6 +134,13 @@ class _AdjointSolve(torch.autograd.Function):
         return (None, a + grad_solution[0], t_grad, *param_grads)
 
 
+def inherited_adjoint_options(options: dict) -> dict:
+    """The backward solve's options when ``adjoint_options`` is not given and the method is the same: the forward
+    ``options``, less a callable ``norm`` (written for the forward state, not for the backward solve's
+    ``(state, adjoint, parameter gradients)``)."""
+    return {key: value for key, value in options.items() if not (key == "norm" and callable(value))}
+
+
 def _backward_tolerance(tolerance, params: Sequence[torch.Tensor]):
     """A per-element tolerance of the forward state, extended to the backward state ``(y, a, parameter
     gradients)``: ``y`` and ``a`` take the state's values, the parameter gradients the smallest of them."""
@@ -191,9 +202,8 @@ def odeint_adjoint(
     problem = Problem.check(func, y0, t, rtol, atol, method, options, event_fn)
     tensors, spec, tableau, options = problem.tensors, problem.spec, problem.tableau, problem.options
     adjoint_tableau = lookup_method(adjoint_method or method, "adjoint_method")
-    if adjoint_options is None:  # the forward options, less a callable norm: it was written for the forward state
-        inherited = options if adjoint_tableau.name == tableau.name else {}
-        adjoint_options = {key: value for key, value in inherited.items() if not (key == "norm" and callable(value))}
+    if adjoint_options is None:
+        adjoint_options = inherited_adjoint_options(options) if adjoint_tableau.name == tableau.name else {}
     adjoint_options = check_options(adjoint_tableau, adjoint_options, "adjoint_options")
     adjoint_tableau = method_tableau(adjoint_tableau, adjoint_options)
     device = tensors[0].device

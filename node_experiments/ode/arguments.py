@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .controllers import CONTROLLER_PRESETS, resolve_norm
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, MaxStepsExceededError
 from .runge_kutta import AdaptiveConfig
 from .tableaus import TABLEAUS, ButcherTableau, linear_interpolation
 
@@ -36,7 +36,7 @@ _NOT_RUNGE_KUTTA = {
 
 ADAPTIVE_OPTIONS = (
     "first_step", "safety", "ifactor", "dfactor", "max_num_steps", "min_step", "max_step",
-    "step_t", "jump_t", "norm", "controller", "pcoeff", "icoeff", "dcoeff", "dtype",
+    "step_t", "jump_t", "norm", "controller", "pcoeff", "icoeff", "dcoeff", "dtype", "stiffness_check",
 )  # fmt: skip
 FIXED_STEP_OPTIONS = ("step_size", "grid_constructor", "perturb", "interp", "max_num_steps", "norm")
 DEFAULT_MAX_NUM_STEPS = 1_000_000
@@ -81,7 +81,12 @@ class StateSpec:
         return tuple(p.reshape((*lead, *shape)) for p, shape in zip(parts, self.shapes))
 
     def check_derivative(self, out, t: torch.Tensor):
-        """The vector field's output as a list of tensors, or a clear error if its structure or dtype is wrong."""
+        """The vector field's output as a list of tensors in the state's dtype, or a clear error if its structure is
+        wrong or it is not floating point.
+
+        A floating-point result of another dtype is cast to the state's, as torchdiffeq stores it: a field that
+        computes in float64 (float64 parameters, or float64 times promoting what they touch) for a float32 state.
+        """
         if not self.is_tuple and isinstance(out, torch.Tensor) and out.shape == self.shapes[0] and out.dtype == self.dtype:
             return (out,)  # the common case, checked in one line: this runs at every evaluation
         outs = out if isinstance(out, (tuple, list)) else (out,)
@@ -94,15 +99,14 @@ class StateSpec:
                 f"func(t, y) at t={float(t):.6g} returned shapes {got}, but y0 has shapes {want}. The vector field "
                 f"must return dy/dt with exactly the structure and shapes of y0."
             )
-        if any(o.dtype != self.dtype for o in outs):
-            got = sorted({str(o.dtype) for o in outs if o.dtype != self.dtype})
+        if not all(torch.is_floating_point(o) for o in outs):
+            got = sorted({str(o.dtype) for o in outs if not torch.is_floating_point(o)})
             raise InvalidArgumentError(
-                f"func(t, y) at t={float(t):.6g} returned dtype {', '.join(got)} for a state of dtype {self.dtype}. The "
-                f"solve runs in y0's dtype, so the vector field must return dy/dt in it: convert its result, e.g. "
-                f"`return dydt.to(y.dtype)`, or give y0 the dtype the field computes in. (A time tensor t of "
-                f"another dtype promotes what it is concatenated with: convert t first, e.g. t.to(y.dtype).)"
+                f"func(t, y) at t={float(t):.6g} returned dtype {', '.join(got)} for a state of dtype {self.dtype}. "
+                f"dy/dt must be floating point (a result of another floating dtype is cast to the state's): check "
+                f"the function's arithmetic, e.g. `return dydt.to(y.dtype)`."
             )
-        return outs
+        return tuple(o if o.dtype == self.dtype else o.to(self.dtype) for o in outs)
 
 
 def check_func(func) -> None:
@@ -324,8 +328,9 @@ def check_options(tableau: ButcherTableau, options: dict | None, name: str = "op
     if options.get("interp", "cubic") not in ("linear", "cubic"):
         raise InvalidArgumentError(f"{name}['interp']={options['interp']!r} is unknown: use 'cubic' (the default, cubic "
                                    f"Hermite) or 'linear' (torchdiffeq's default).")  # fmt: skip
-    if not isinstance(options.get("perturb", False), bool):
-        raise InvalidArgumentError(f"{name}['perturb']={options['perturb']!r} must be True or False.")
+    for flag in ("perturb", "stiffness_check"):
+        if not isinstance(options.get(flag, False), bool):
+            raise InvalidArgumentError(f"{name}['{flag}']={options[flag]!r} must be True or False.")
     return options
 
 
@@ -367,6 +372,7 @@ def adaptive_config(
         max_step=_positive(options, "max_step", math.inf, allow_inf=True),
         step_s=_times_inside(options, "step_t", sign, s_first, s_last),
         jump_s=_times_inside(options, "jump_t", sign, s_first, s_last),
+        stiffness_check=options.get("stiffness_check", True),
     )
 
 
@@ -399,26 +405,39 @@ def fixed_grid(
 ) -> list[float]:  # fmt: skip
     """The fixed-step grid, in ``s``: ``options['step_size']`` from the first output time, the times
     ``options['grid_constructor'](func, y0, t)`` returns (``grid_arguments()`` gives those three), or the output
-    times themselves.
+    times themselves. Its steps are counted, and checked against ``options['max_num_steps']``, before it is built:
+    a tiny ``step_size`` fails at once instead of filling the memory with grid points.
 
     ``through_outputs``: the grid passes through every output time (a solve whose state jumps there must land on it).
     """
+    limit = max_num_steps(options)
     step_size = _positive(options, "step_size", None)
     constructor = options.get("grid_constructor")
     if constructor is not None:
-        grid = _constructed_grid(constructor, grid_arguments(), s_out, sign)
+        grid = _constructed_grid(constructor, grid_arguments(), s_out, sign, limit)
         return sorted(set(grid) | set(s_out)) if through_outputs else grid
     if step_size is None:
         return list(s_out)
+    intervals = zip(s_out, s_out[1:]) if through_outputs else [(s_out[0], s_out[-1])]
+    counts = [max(1, math.ceil((b - a) / step_size * (1 - 1e-12))) for a, b in intervals]
+    _check_grid_steps(sum(counts), limit, "use a larger options['step_size']")
     if through_outputs:
-        pieces = [fixed_grid(options, s_out[i : i + 2], sign, grid_arguments)[:-1] for i in range(len(s_out) - 1)]
+        pieces = [[a + k * step_size for k in range(n)] for a, n in zip(s_out, counts)]
         return [s for piece in pieces for s in piece] + [s_out[-1]]
-    s_first, s_last = s_out[0], s_out[-1]
-    n = max(1, math.ceil((s_last - s_first) / step_size * (1 - 1e-12)))
-    return [s_first + k * step_size for k in range(n)] + [s_last]
+    return [s_out[0] + k * step_size for k in range(counts[0])] + [s_out[-1]]
 
 
-def _constructed_grid(constructor: Callable, arguments: tuple, s_out: Sequence[float], sign: float) -> list[float]:
+def _check_grid_steps(steps: int, limit: int, fix: str) -> None:
+    if steps > limit:
+        raise MaxStepsExceededError(
+            f"the fixed-step grid has {steps} steps, more than max_num_steps={limit}. Raise options['max_num_steps'] "
+            f"or {fix}."
+        )
+
+
+def _constructed_grid(
+    constructor: Callable, arguments: tuple, s_out: Sequence[float], sign: float, limit: int
+) -> list[float]:
     grid = constructor(*arguments)
     t = arguments[2]
     first, last = sign * s_out[0], sign * s_out[-1]
@@ -428,6 +447,7 @@ def _constructed_grid(constructor: Callable, arguments: tuple, s_out: Sequence[f
             f"{tuple(grid.shape) if isinstance(grid, torch.Tensor) else ''}; it must return a 1-D tensor of at least "
             f"two times, from t[0] to t[-1]."
         )
+    _check_grid_steps(grid.numel() - 1, limit, "return a coarser grid from options['grid_constructor']")
     values = grid.detach().tolist()
     s_grid = [sign * v for v in values]
     if values[0] != first or values[-1] != last or any(b <= a for a, b in zip(s_grid, s_grid[1:])):

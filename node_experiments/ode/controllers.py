@@ -1,8 +1,8 @@
 """Step-size control: error norms, the initial step, and the I/PI/PID controllers.
 
-Everything here works on Python floats except the norms, which reduce a tensor to one number. That reduction is
-the solver's single host synchronisation per step: the accept/reject decision needs the number on the host, and
-doing the controller arithmetic there (rather than in tiny device kernels) costs no kernel launches at all.
+Everything here works on Python floats except the norms, which reduce a tensor to one number. Reading that number
+is the solver's single host synchronisation per step: the accept/reject decision needs it on the host, and doing
+the controller arithmetic there (rather than in tiny device kernels) costs no kernel launches at all.
 """
 
 from __future__ import annotations
@@ -15,22 +15,47 @@ import torch
 
 from .errors import InvalidArgumentError
 
-# A norm maps a flat (1-D) tensor of scaled errors, error / (atol + rtol * |y|), to a non-negative float.
-Norm = Callable[[torch.Tensor], float]
+class Norm:
+    """A norm of the flat (1-D) tensor of scaled errors, ``error / (atol + rtol * |y|)``, as a non-negative float.
 
+    It is computed in two halves so that the integrator can read it in one transfer together with other numbers it
+    needs from the device (the stiffness test's): ``reduce`` computes one or a few numbers on the device, ``finish``
+    turns what ``reduce`` returned, read back with ``tolist()``, into the norm. Calling the norm does both (a host
+    synchronisation).
+    """
 
-def rms_norm(x: torch.Tensor) -> float:
-    """Root mean square: Hairer, Norsett & Wanner I, eq. (4.11). Host sync."""
-    return torch.linalg.vector_norm(x).item() / math.sqrt(max(x.numel(), 1))
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
+    def finish(self, values) -> float:
+        return float(values)
 
-def max_norm(x: torch.Tensor) -> float:
-    """Largest absolute scaled error. Host sync."""
-    return torch.linalg.vector_norm(x, ord=math.inf).item()
+    def __call__(self, x: torch.Tensor) -> float:
+        return self.finish(self.reduce(x).tolist())  # HOST SYNC
 
 
 @dataclass(frozen=True)
-class MixedRMSNorm:
+class RMSNorm(Norm):
+    """Root mean square over ``size`` numbers: Hairer, Norsett & Wanner I, eq. (4.11)."""
+
+    size: int
+
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(x)
+
+    def finish(self, values) -> float:
+        return values / math.sqrt(max(self.size, 1))
+
+
+class MaxNorm(Norm):
+    """Largest absolute scaled error."""
+
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(x, ord=math.inf)
+
+
+@dataclass(frozen=True)
+class MixedRMSNorm(Norm):
     """The largest RMS over the parts of a tuple state, counting only the first ``keep`` parts.
 
     Each tensor of a tuple state is held to the tolerance on its own, so a small part (a log-density beside a
@@ -44,34 +69,44 @@ class MixedRMSNorm:
     sizes: tuple[int, ...]
     keep: int
 
-    def __call__(self, x: torch.Tensor) -> float:
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
         kept = self.sizes[: self.keep]
-        parts = torch.split(x[: sum(kept)], kept)
-        norms = torch.stack(torch._foreach_norm(parts)).tolist()  # one kernel for all parts; HOST SYNC
-        return max(n / math.sqrt(size) for n, size in zip(norms, kept))
+        return torch.stack(torch._foreach_norm(torch.split(x[: sum(kept)], kept)))  # one kernel for all parts
+
+    def finish(self, values) -> float:
+        return max(n / math.sqrt(size) for n, size in zip(values, self.sizes[: self.keep]))
 
 
 @dataclass(frozen=True)
-class StructuredNorm:
+class StructuredNorm(Norm):
     """A user's norm callable, given the scaled error shaped like ``y0`` (a tensor or a tuple of tensors)."""
 
     user_norm: Callable
     unflatten: Callable[[torch.Tensor], object]
 
-    def __call__(self, x: torch.Tensor) -> float:
-        return float(self.user_norm(self.unflatten(x)))
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        value = self.user_norm(self.unflatten(x))
+        return torch.as_tensor(value).to(dtype=x.dtype, device=x.device).reshape(())
 
 
 def scaled_error_norm(
-    error: torch.Tensor, y_old_abs: torch.Tensor, y_new_abs: torch.Tensor, rtol: float, atol: float, norm: Norm
-) -> float:
+    error: torch.Tensor, y_old_abs: torch.Tensor, y_new_abs: torch.Tensor, rtol: float, atol: float, norm: Norm,
+    extra: torch.Tensor | None = None,
+) -> tuple[float, list[float] | None]:
     """``norm(error / (atol + rtol * max(|y_old|, |y_new|)))``, reusing the caller's ``|y|``; overwrites ``error``.
 
-    Runs without autograd: the error estimate steers the step size and is never differentiated.
+    ``extra``: a 1-D tensor of other numbers the caller needs on the host, read in the same transfer as the norm
+    (returned as a list, else None). Runs without autograd: the error estimate steers the step size and is never
+    differentiated. HOST SYNC: the solver's one per step.
     """
     with torch.no_grad():
         scale = torch.maximum(y_old_abs, y_new_abs).mul_(rtol).add_(atol)
-        return norm(error.div_(scale))
+        value = norm.reduce(error.div_(scale))
+        if extra is None:
+            return norm.finish(value.tolist()), None
+        values = torch.cat([value.reshape(-1), extra.to(value.dtype)]).tolist()
+        own = value.numel()
+        return norm.finish(values[0] if value.dim() == 0 else values[:own]), values[own:]
 
 
 def initial_step(
@@ -181,9 +216,9 @@ def resolve_norm(
     if norm == "seminorm" and state_parts is not None:
         return MixedRMSNorm(sizes, state_parts)
     if norm == "rms":
-        return rms_norm if len(sizes) == 1 else MixedRMSNorm(sizes, len(sizes))
+        return RMSNorm(sum(sizes)) if len(sizes) == 1 else MixedRMSNorm(sizes, len(sizes))
     if norm == "max":
-        return max_norm
+        return MaxNorm()
     valid = ["rms", "max"] + (["seminorm"] if state_parts is not None else [])
     raise InvalidArgumentError(
         f"norm={norm!r} is not a norm this solve accepts. Use one of {valid}, or a callable that takes the scaled "

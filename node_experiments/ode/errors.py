@@ -17,15 +17,19 @@ class InvalidArgumentError(SolverError, ValueError):
 
 
 class NonFiniteDerivativeError(SolverError):
-    """The vector field returned NaN or infinity at an accepted point of the solution."""
+    """The vector field returned NaN or infinity (or the state became non-finite) where the solve had to go on."""
 
 
 class StepSizeTooSmallError(SolverError):
-    """The adaptive step size fell below ``min_step`` or below what the time's precision can represent."""
+    """The adaptive step size fell below what the time's precision can represent."""
 
 
 class MaxStepsExceededError(SolverError):
     """The solve took more than ``max_num_steps`` steps."""
+
+
+class StiffnessError(SolverError):
+    """An explicit method's step size stayed bounded by its stability, not its accuracy: the problem is stiff."""
 
 
 def refuse_double_backward(strategy: str) -> None:

@@ -15,7 +15,8 @@ Two storage strategies for the stage derivatives ``k_j``:
   solver keeps only what the vector field itself saves.
 
 The adaptive loop synchronises with the host once per step, to read the error norm that decides acceptance
-(marked ``HOST SYNC`` below); nothing inside a step's stages does.
+(marked ``HOST SYNC`` below; the stiffness test's numbers, ``stiffness.py``, are read in the same transfer); nothing
+inside a step's stages does. NaN or infinity ends a solve where it appears (``nonfinite.py``).
 
 Two hooks serve the gradient strategies (``checkpoint.py``, ``adjoint.py``) without changing how a solve steps:
 
@@ -44,6 +45,8 @@ import torch
 from .callbacks import StepCallbacks
 from .controllers import Norm, StepSizeController, initial_step, scaled_error_norm
 from .errors import MaxStepsExceededError, NonFiniteDerivativeError, StepSizeTooSmallError
+from .nonfinite import FiniteSteps, NonFiniteWatch
+from .stiffness import StiffnessDetector, stiffness_quantities
 from .tableaus import ButcherTableau
 
 if TYPE_CHECKING:
@@ -127,6 +130,7 @@ class AdaptiveConfig:
     max_step: float
     step_s: tuple[float, ...]  # times to step on, in s, strictly inside the span, sorted
     jump_s: tuple[float, ...]  # discontinuities, in s, strictly inside the span, sorted
+    stiffness_check: bool = True  # Hairer's stiffness test (stiffness.py), for the methods that have one
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,8 @@ class RungeKutta:
     def step(self, s: float, h: float, y: torch.Tensor, k0: torch.Tensor, left_of_end: bool = False):
         """One RK step from ``(s, y)`` with ``k0 = f(s, y)``; returns ``(y_new, stages)``.
 
-        ``stages`` is the buffer (buffered mode) or the list of ``k_j`` (graph mode).
+        ``stages`` is the buffer (buffered mode) or the list of ``k_j`` (graph mode). The inputs of the last two
+        stages are kept in ``last_inputs`` (the stiffness test compares them).
         """
         times = self._stage_times(s, h, left_of_end)
         a = self.tableau.a
@@ -257,8 +262,9 @@ class RungeKutta:
             ks = [k0]
             yi = y
             for i in range(1, self.stages):
-                yi = _graph_combination(y, span, a[i], ks)
+                before, yi = yi, _graph_combination(y, span, a[i], ks)
                 ks.append(self.evaluate(times[i], yi))
+            self.last_inputs = (before, yi) if self.stages > 1 else (y, y)
             y_new = yi if self.fsal else _graph_combination(y, span, self.tableau.b, ks)
             return y_new, ks
         coef = self.coef
@@ -267,8 +273,9 @@ class RungeKutta:
             K[0].copy_(k0)
         yi = y
         for i in range(1, self.stages):
-            yi = torch.addmv(y, K[:i].t(), coef.a[i], alpha=h)
+            before, yi = yi, torch.addmv(y, K[:i].t(), coef.a[i], alpha=h)
             K[i].copy_(self.evaluate(times[i], yi))
+        self.last_inputs = (before, yi) if self.stages > 1 else (y, y)
         y_new = yi if self.fsal else torch.addmv(y, K[: self.stages].t(), coef.b, alpha=h)
         return y_new, K
 
@@ -350,7 +357,7 @@ class RungeKutta:
             chunks.append(y_new.unsqueeze(0))
         return end
 
-    def _raise_step_too_small(self, s: float, h: float, nonfinite: bool, what: str, fix: str) -> None:
+    def _raise_step_too_small(self, s: float, h: float, nonfinite: bool) -> None:
         t = self.clock.sign * s
         if nonfinite:  # the step was being cut to stay clear of non-finite derivatives ahead
             raise NonFiniteDerivativeError(
@@ -359,9 +366,28 @@ class RungeKutta:
                 f"non-positive values or overflow near this time, or end the integration before it."
             )
         raise StepSizeTooSmallError(
-            f"the step size dt={h:.3e} {what} at t={t:.17g}. The problem is likely stiff or singular here: loosen "
-            f"rtol/atol, {fix}, or check the vector field near this time."
+            f"the step size dt={h:.3e} underflows (t + dt rounds to t in the 64-bit floats that hold times, whatever "
+            f"the state's dtype) at t={t:.17g}. The problem is likely stiff or singular here: loosen rtol/atol, end "
+            f"the integration before this time, or check the vector field near this time."
         )
+
+    def _raise_nonfinite_ahead(self, s: float, s_bad: float, y: torch.Tensor, why: str) -> None:
+        """Every attempt past ``s`` met NaN or infinity by ``s_bad``, and ``why`` no smaller step is tried."""
+        largest = float(y.detach().abs().max())
+        limit = torch.finfo(y.dtype).max
+        raise NonFiniteDerivativeError(
+            f"the vector field returned NaN or infinity in every step the solver tried beyond t="
+            f"{self.clock.sign * s:.17g}, by t={self.clock.sign * s_bad:.17g} at the latest; {why}. The state there "
+            f"is finite, its largest magnitude "
+            f"{largest:.3g} ({y.dtype}'s largest number: {limit:.3g}). Check the function for overflow (a derivative "
+            f"beyond the dtype's range), divisions by zero or logs of non-positive values near this time, or end "
+            f"the integration before it."
+        )
+
+    def _stiffness_quantities(self, stages) -> torch.Tensor:
+        """The stiffness test's ``(||k_last - k_prev||, ||y_last - y_prev||)`` of the step just taken, on the device."""
+        y_prev, y_last = self.last_inputs
+        return stiffness_quantities(stages[self.stages - 1], stages[self.stages - 2], y_last, y_prev)
 
     def _raise_nonfinite_start(self, s: float, y: torch.Tensor) -> None:
         """The derivative at the start of a step (the solve's first point, or after a rejection) is not finite."""
@@ -406,26 +432,22 @@ class RungeKutta:
             return self.buffer[0]
         return known
 
-    def solve_fixed(
-        self, y0: torch.Tensor, s_out: Sequence[float], grid: Sequence[float], max_num_steps: int, perturb: bool = False
-    ):
+    def solve_fixed(self, y0: torch.Tensor, s_out: Sequence[float], grid: Sequence[float], perturb: bool = False):
         """Steps on ``grid`` (which starts and ends with the output span, and passes through every output time
-        when there is a ``state_jump``); returns the ``(len(s_out), N)`` solution.
+        when there is a ``state_jump``; its length was checked against ``max_num_steps`` where it was built);
+        returns the ``(len(s_out), N)`` solution.
 
         ``perturb``: every step is taken as if the field jumped at its ends (torchdiffeq's ``perturb``): its first
         stage is evaluated just right of its start and any stage at its end just left of it. An event solve steps
         until the event (``grid`` is then as long as ``max_num_steps`` allows) and returns ``[y0, y(event)]``.
+        Without error control nothing else notices a blow-up: ``FiniteSteps`` checks the states as they come.
         """
         self._prepare(y0)
         steps = len(grid) - 1
-        if steps > max_num_steps:
-            raise MaxStepsExceededError(
-                f"the fixed-step grid has {steps} steps, more than max_num_steps={max_num_steps}. Raise "
-                f"options['max_num_steps'] or use a larger options['step_size']."
-            )
         chunks = [y0.unsqueeze(0)]
         next_out = 1
         y = y0
+        finite = FiniteSteps(self.clock.sign)
         k0 = self.evaluate(self.clock.nudge(grid[0], 1.0) if perturb else grid[0], y)
         for i in range(steps):
             s, s_new = grid[i], grid[i + 1]
@@ -435,6 +457,7 @@ class RungeKutta:
             y_new, stages = self.step(s, h, y, k0, perturb)
             self.accepted += 1
             last = i + 1 == steps
+            finite.add(s, s_new, y_new, read=last)
             self._record(s, h, s_new, y, last, perturb, perturb, next_out)
             next_out = self._emit(s_out, s, h, s_new, y, y_new, stages, next_out, last, perturb, chunks)
             if self.event is not None and self._event_in_step(s, h, s_new, y, y_new, stages, perturb, chunks):
@@ -502,6 +525,10 @@ class RungeKutta:
             y_abs = y.detach().abs()
         steps = 0
         nonfinite = False  # whether the last attempt met a NaN or infinity
+        watch = NonFiniteWatch()
+        stiffness = None
+        if config.stiffness_check and tab.stiffness_boundary is not None:
+            stiffness = StiffnessDetector(tab, self.clock.sign, s_end)
         restart_right = False  # whether k0 was evaluated just right of s (after a discontinuity)
         while True:
             h = min(h, config.max_step)
@@ -513,22 +540,23 @@ class RungeKutta:
             # by the time's resolution, which could hold the step size at one ulp forever).
             h_try = land - s if landing else h
             if s_new <= s:  # h is below the resolution of the time at s
-                self._raise_step_too_small(
-                    s, h, nonfinite,
-                    "underflows (t + dt rounds to t in the 64-bit floats that hold times, whatever the state's dtype)",
-                    "end the integration before this time",
-                )  # fmt: skip
+                self._raise_step_too_small(s, h, nonfinite)
             left_of_end = landing and land in jumps
             if self.callbacks is not None:
                 self.callbacks.step(s, h_try, y)
             y_new, stages = self.step(s, h_try, y, k0, left_of_end)
             error = self.error_estimate(h_try, y, stages)
+            # The stiffness test's two numbers travel with the error norm: no host sync of their own.
+            extra = self._stiffness_quantities(stages) if stiffness is not None and stiffness.wants_check() else None
             with torch.no_grad():
                 y_new_abs = y_new.detach().abs()
-            ratio = scaled_error_norm(error, y_abs, y_new_abs, config.rtol, config.atol, config.norm)  # HOST SYNC
+            ratio, quantities = scaled_error_norm(
+                error, y_abs, y_new_abs, config.rtol, config.atol, config.norm, extra
+            )  # HOST SYNC
             steps += 1
-            accepted = ratio <= 1.0  # False for NaN
             nonfinite = not math.isfinite(ratio)
+            # A step of min_step is taken whatever its error estimate (as in torchdiffeq): min_step bounds the steps.
+            accepted = ratio <= 1.0 or (h_try <= config.min_step and not nonfinite)  # False for NaN
             if accepted:
                 self.accepted += 1
                 if self.callbacks is not None:
@@ -539,6 +567,9 @@ class RungeKutta:
                     break
                 if self.event is not None and self._event_in_step(s, h_try, s_new, y, y_new, stages, left_of_end, chunks):
                     break
+                watch.accepted(s_new)
+                if stiffness is not None:
+                    stiffness.observe(s, h_try, quantities)
                 y_next, k0, restart_right = self._next_start(s_out, s_new, y_new, stages, next_out, left_of_end)
                 if y_next is not y_new:  # the state jumped
                     with torch.no_grad():
@@ -550,8 +581,15 @@ class RungeKutta:
                 self.rejected += 1
                 if self.callbacks is not None:
                     self.callbacks.reject(s, h_try, y)
-                if nonfinite and not bool(torch.isfinite(k0).all()):
-                    self._raise_nonfinite_start(s, y)
+                if nonfinite:
+                    if not bool(torch.isfinite(k0).all()):
+                        self._raise_nonfinite_start(s, y)
+                    if watch.rejected(s_new):
+                        why = f"it retried with smaller steps {watch.retries} times without getting past"
+                        self._raise_nonfinite_ahead(s, watch.bad, y, why)
+                    if h_try <= config.min_step:
+                        why = f"the step is at min_step={config.min_step:.3g}, so no smaller one is tried"
+                        self._raise_nonfinite_ahead(s, watch.bad, y, why)
             if steps >= config.max_num_steps:
                 if self.event is not None:
                     self.event.never_found(self.clock.sign * s_out[0], self.clock.sign * s, steps)
@@ -560,13 +598,7 @@ class RungeKutta:
                     f"t={self.clock.sign * s:.17g} of t={self.clock.sign * s_end:.17g}. Raise "
                     f"options['max_num_steps'], loosen rtol/atol, or use a method suited to stiff problems."
                 )
-            h = controller.next_step(h_try, ratio, accepted)
-            if h < config.min_step:
-                if not accepted:  # min_step bounds the steps taken; only a rejection can demand a smaller one
-                    self._raise_step_too_small(
-                        s, h, nonfinite, f"fell below min_step={config.min_step:.3e}", "lower options['min_step']"
-                    )
-                h = config.min_step
+            h = max(controller.next_step(h_try, ratio, accepted), config.min_step)
         return torch.cat(chunks)
 
     # --------------------------------------------------------------------------------------------- recomputing

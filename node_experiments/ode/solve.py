@@ -104,13 +104,12 @@ def integrate(
             config = adaptive_config(options, rtol, atol, sign, s_out[0], s_last, norm)
             solution = solver.solve_adaptive(y0_flat, s_out, config)
         else:
-            steps = max_num_steps(options)
             if event is None:
                 grid = fixed_grid(options, s_out, sign, lambda: field.grid_arguments(y0_flat, t),
                                   through_outputs=state_jump is not None)  # fmt: skip
             else:
-                grid = EventGrid(s_out[0], float(options["step_size"]), steps + 1)
-            solution = solver.solve_fixed(y0_flat, s_out, grid, steps, perturb=options.get("perturb", False))
+                grid = EventGrid(s_out[0], float(options["step_size"]), max_num_steps(options) + 1)
+            solution = solver.solve_fixed(y0_flat, s_out, grid, perturb=options.get("perturb", False))
             check_fixed_step_solution(solution, times)
     finally:
         report_solve(solver.nfe, solver.accepted, solver.rejected, backward=backward)

@@ -47,6 +47,9 @@ class ButcherTableau:
             step's first stage and costs nothing.
         interpolation: dense output weights, see the module docstring.
         source: where the coefficients come from.
+        stiffness_boundary: the threshold on ``h * |lambda|`` of Hairer's stiffness test (``stiffness.py``), a little
+            inside the method's stability boundary on the negative real axis; ``None`` where the method is not
+            tested (the test needs its last two stages at the same time, ``c = 1``).
     """
 
     name: str
@@ -59,6 +62,7 @@ class ButcherTableau:
     fsal: bool
     interpolation: tuple[tuple[float, ...], ...]
     source: str
+    stiffness_boundary: float | None = None
 
     @property
     def stages(self) -> int:
@@ -170,6 +174,7 @@ def _make(
     error_order: int | None = None,
     fsal: bool = False,
     interpolation=None,
+    stiffness_boundary: float | None = None,
 ) -> ButcherTableau:
     """Assemble a tableau from exact coefficients; the dense output defaults to cubic Hermite."""
     c, b = _vector(c), _vector(b)
@@ -191,6 +196,7 @@ def _make(
         fsal=fsal,
         interpolation=tuple(_to_float(_vector(row)) for row in interpolation),
         source=source,
+        stiffness_boundary=stiffness_boundary,
     )
 
 
@@ -225,6 +231,8 @@ DOPRI5 = _make(
         ["0", "-282668133/205662961", "2019193451/616988883", "-1453857185/822651844"],
         ["0", "40617522/29380423", "-110615467/29380423", "69997945/29380423"],
     ],
+    # Hairer's DOPRI5 threshold; the stability boundary on the negative real axis is 3.307.
+    stiffness_boundary=3.25,
     source=(
         "J. R. Dormand and P. J. Prince, 'A family of embedded Runge-Kutta formulae', J. Comput. Appl. Math. 6(1) "
         "19-26 (1980), with its b_hat as in scipy's RK45 and Hairer's DOPRI5; dense output: L. F. Shampine, 'Some "
@@ -299,6 +307,8 @@ TSIT5 = _make(
          "-34.87065786149660974"],
         ["0", "3/2", "-4", "5/2"],
     ],
+    # Its stability boundary on the negative real axis is 3.507; Hairer's margin (3.25 for dopri5's 3.307) applied.
+    stiffness_boundary=3.45,
     source=(
         "Ch. Tsitouras, 'Runge-Kutta pairs of order 5(4) satisfying only the first column simplifying "
         "assumption', Comput. Math. Appl. 62(2) 770-775 (2011); high-precision decimals as in OrdinaryDiffEq.jl"

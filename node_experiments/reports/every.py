@@ -1,12 +1,12 @@
 """Every report at once, from one folder of runs of all kinds: ``node-report all outputs --output-dir DIR``.
 
 Each report whose runs are under the folder is built as its own command would build it and written to
-``DIR/<report>.md``: ``table1`` and ``flows`` from the whole folder; ``table2`` from every ``node-run -m`` grid
-(a folder with a ``multirun.yaml``) holding spiral runs; ``figure3`` from each NFE study run (``figure3.md``, or
-``figure3_<run folder>.md`` when there are several); ``beyond`` from the whole folder when it holds an
-``ffjord_*`` run. ``--figures DIR`` passes on to the reports that draw (for ``figure3`` only when there is one
-study, as the copies would otherwise overwrite each other). A report without
-runs is skipped and said so; the command fails only when no report has runs.
+``DIR/<report>.md``: ``table1``, ``figure3d`` and ``flows`` from the whole folder, ``beyond`` from it when it holds
+an ``ffjord_*`` run; ``table2`` from every grid (a sweep folder with a ``multirun.yaml``, or the records of one with
+a ``grid.json``) holding spiral runs; ``figure3`` from each NFE study run (``figure3.md``, or ``figure3_<run folder>.md`` when there are several).
+``--figures DIR`` passes on to the reports that draw (for ``figure3`` only when there is one study, as the copies
+would otherwise overwrite each other). A report without runs is skipped and said so; the command fails only when
+no report has runs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 
 from ..errors import ReportError
 from . import Report
+from .grids import GRID_FILE, SWEEP_FILE
 from .runs import check_folders, finished_runs
-from .table2 import MODELS as SPIRAL_EXPERIMENTS
+from .spiral_grids import MODELS as SPIRAL_EXPERIMENTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +72,7 @@ def _build(name: str, paths: list[Path], figures: Path | None) -> tuple[Report |
 def commands(folder: Path, runs: list[tuple[Path, dict]], output_dir: Path,
              figures: Path | None) -> list[tuple[str, list[Path], Path, Path | None]]:
     """(report, its paths, its Markdown file, its figures folder) for each report; no paths: nothing to build."""
-    grids = sorted({sweep.parent for sweep in folder.rglob("multirun.yaml")
+    grids = sorted({sweep.parent for name in (SWEEP_FILE, GRID_FILE) for sweep in folder.rglob(name)
                     if any(run.is_relative_to(sweep.parent) and summary.get("experiment") in SPIRAL_EXPERIMENTS
                            for run, summary in runs)})
     studies = [run for run, summary in runs if "backward_forward_ratio" in summary]
@@ -79,5 +80,6 @@ def commands(folder: Path, runs: list[tuple[Path, dict]], output_dir: Path,
     found += [("figure3", [study], output_dir / (f"figure3_{study.name}.md" if len(studies) > 1 else "figure3.md"),
                figures if len(studies) == 1 else None) for study in studies] or [("figure3", [], Path(), None)]
     toys = any(str(summary.get("experiment", "")).startswith("ffjord_") for _, summary in runs)
-    found.append(("flows", [folder], output_dir / "flows.md", figures))
-    return found + [("beyond", [folder] if toys else [], output_dir / "beyond.md", figures)]
+    return found + [("figure3d", [folder], output_dir / "figure3d.md", figures),
+                    ("flows", [folder], output_dir / "flows.md", figures),
+                    ("beyond", [folder] if toys else [], output_dir / "beyond.md", figures)]

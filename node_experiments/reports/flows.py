@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.densities import energy, log_normaliser
+from ..errors import ReportError
 from ..training.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
 from . import Report
 from .runs import check_folders, finished_runs, nothing_found, run_config
@@ -112,7 +113,11 @@ def loss_figure(runs: list[Run]) -> plt.Figure:
 @torch.no_grad()
 def learned_density(folder: Path, points: torch.Tensor) -> torch.Tensor:
     """exp(log q) on ``points`` of the model in the last checkpoint of the run in ``folder``."""
-    checkpoint = load_checkpoint(folder / CHECKPOINT_DIR / LAST)
+    path = folder / CHECKPOINT_DIR / LAST
+    if not path.is_file():
+        raise ReportError(f"{folder} holds no {CHECKPOINT_DIR}/{LAST} (run records keep none), and the density "
+                          "figure reloads each run's model: give the run folders, or add --no-densities.")
+    checkpoint = load_checkpoint(path)
     model = instantiate(OmegaConf.create(checkpoint["config"]).model, _convert_="all")
     model.load_state_dict(checkpoint["model"])
     model.eval()

@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from . import Report
-from .runs import check_folders, finished_runs, nothing_found
+from .grids import run_overrides
+from .runs import check_folders, finished_runs, nothing_found, run_config
 
 # experiment -> (the paper's row name, test error %, parameters in millions, memory, time)
 PAPER = {
@@ -25,7 +26,7 @@ PAPER = {
     "mnist_odenet": ("ODE-Net", 0.42, 0.22, "O(1)", "O(L~)"),
 }
 COLUMNS = (
-    "Model", "Data", "Epochs", "Test error", "(paper)", "Params", "(paper)", "NFE fwd", "NFE bwd",
+    "Model", "Data", "Epochs", "Seed", "Settings", "Test error", "(paper)", "Params", "(paper)", "NFE fwd", "NFE bwd",
     "Peak memory", "(paper)", "Time / epoch", "CPU time / epoch", "(paper)", "Device",
 )
 NOTES = (
@@ -45,7 +46,7 @@ def build(args: argparse.Namespace) -> Report:
     if not summaries:
         raise nothing_found("classification run", args.runs,
                             "node-run -m experiment=mnist_odenet,mnist_resnet,mnist_rknet,mnist_mlp")
-    return Report(markdown([row(summary) for _, summary in summaries]) + "\n" + NOTES + "\n")
+    return Report(markdown([row(summary, folder) for folder, summary in summaries]) + "\n" + NOTES + "\n")
 
 
 def find_summaries(paths: list[Path]) -> list[tuple[Path, dict]]:
@@ -60,7 +61,24 @@ def find_summaries(paths: list[Path]) -> list[tuple[Path, dict]]:
     return sorted(found, key=rank)
 
 
-def row(summary: dict) -> list[str]:
+# Overrides a row's other columns already show, or that only say where things lie: the data, and the checkpoint a
+# run resumed from (a resumption continues the same run exactly).
+SHOWN_ELSEWHERE = ("experiment", "data.root", "data.download", "trainer.max_epochs", "trainer.seed", "trainer.resume")
+
+
+def settings(folder: Path) -> str:
+    """The run's command-line overrides that set it apart (``.hydra/overrides.yaml``), e.g.
+    ``data.random_crop_padding=0``; sweeps across experiments give keys with ``++``, shown without."""
+    overrides = [item.lstrip("+~") for item in run_overrides(folder)]
+    return " ".join(f"`{item}`" for item in overrides if item.split("=", 1)[0] not in SHOWN_ELSEWHERE)
+
+
+def seed(folder: Path) -> str:
+    """The run's ``trainer.seed``, from its composed config ("-" for a run folder without one)."""
+    return str(run_config(folder)["trainer"]["seed"]) if (folder / ".hydra" / "config.yaml").is_file() else "-"
+
+
+def row(summary: dict, folder: Path) -> list[str]:
     """One Markdown row: our figures, with the paper's beside them where it has them."""
     experiment = summary.get("experiment", "?")
     on_mnist = summary.get("data", "mnist") == "mnist"
@@ -70,6 +88,8 @@ def row(summary: dict) -> list[str]:
         name,
         summary.get("data", "?"),
         str(summary.get("epochs", "?")),
+        seed(folder),
+        settings(folder),
         f"{100 * summary['test_error']:.2f}%",
         f"{error:.2f}%" if paper else "",
         f"{summary['params'] / 1e6:.3f}M",

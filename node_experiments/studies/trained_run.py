@@ -1,10 +1,17 @@
 """A training run as a study sees it: the trained model rebuilt from its checkpoint, and its per-epoch history.
 
-The trainer's checkpoint (``<run>/checkpoints/last.pt``, see ``node_experiments.training.checkpoint``) holds the
-model's state dict and the run's composed config, so the model is rebuilt with ``hydra.utils.instantiate`` of that
-config's ``model`` group and needs nothing else. The history (one record per epoch, as in ``metrics.jsonl``) comes
-from the run folder's ``metrics.jsonl`` when the checkpoint sits in one, else from the checkpoint itself, which
-keeps the same records.
+``study.checkpoint`` (and ``load_trained_run``'s ``location``) is a run folder, a checkpoint file, or a model file:
+
+- the trainer's checkpoint (``<run>/checkpoints/last.pt``, see ``node_experiments.training.checkpoint``) holds the
+  model's state dict and the run's composed config, with all else needed to resume training;
+- a model file (``node-report model-state RUN FILE``, ``node_experiments.reports.model_state``) holds only
+  ``{"model": state dict in float32, "config": the run's composed config}``, small enough to commit (the ODE-Net
+  of Table 1 in 0.8 MB).
+
+Either way the model is rebuilt with ``hydra.utils.instantiate`` of the config's ``model`` group and needs nothing
+else. The history (one record per epoch, as in ``metrics.jsonl``) comes from the ``metrics.jsonl`` beside the file
+(a model file among a run's committed records) or in the run folder holding it (``checkpoints/last.pt``), else
+from the checkpoint itself, which keeps the same records.
 """
 
 from __future__ import annotations
@@ -80,9 +87,11 @@ def load_trained_run(location: str | Path, device: torch.device, key: str = "stu
 
 
 def _metrics_history(checkpoint: Path) -> list[dict[str, Any]]:
-    """The records of ``metrics.jsonl`` in the run folder holding ``checkpoint`` (empty when there is none)."""
-    metrics = checkpoint.parent.parent / METRICS_FILE
-    if not metrics.is_file():
+    """The records of the ``metrics.jsonl`` beside ``checkpoint`` or in the run folder holding it (empty when there
+    is none)."""
+    found = [folder / METRICS_FILE for folder in (checkpoint.parent, checkpoint.parent.parent)]
+    metrics = next((path for path in found if path.is_file()), None)
+    if metrics is None:
         return []
     lines = metrics.read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]

@@ -28,6 +28,7 @@ What the trainer does around these calls, so that a task need not: seeding, the 
 Names: ``training_step``'s metrics are logged as ``train/<name>`` (averaged over steps), ``evaluate``'s as
 ``test/<name>`` and in ``summary.json`` as ``test_<name>``. A classification task returns ``accuracy`` and
 ``error`` (fractions) and ``loss``; other tasks return what suits them (``elbo``, ``bits_per_dim`` ...).
+``best_metric`` names the one of them that picks the run's best epoch, kept as ``checkpoints/best.pt``.
 
 Regularised dynamics (``model.regularization``, RNODE's penalties integrated by the model's ODE blocks): a task's
 ``training_step`` passes its loss through ``add_regularization``, which adds the weighted penalties of the step's
@@ -55,6 +56,10 @@ class Task:
         cfg: the whole composed config (``cfg.task``, ``cfg.model``, ``cfg.data``, ...).
         device: where the trainer puts the model and the training batches.
     """
+
+    # The test metric that picks the best epoch (checkpoints/best.pt): a name ``evaluate`` returns, and whether
+    # lower ("min") or higher ("max") is better. A run whose evaluation lacks it writes no best.pt.
+    best_metric: tuple[str, str] = ("loss", "min")
 
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
         self.cfg = cfg

@@ -14,6 +14,8 @@ it measures: ``rmse_<part>_<target>[_<aggregate>]``.
   sqrt(2) times the former; and, for extrapolation, ``median`` and ``mean_of_spirals``: the median and the mean
   over spirals of each spiral's own (per coordinate) RMSE. The pooled RMSE squares before averaging, so a few
   badly continued spirals can dominate it; these two say how a typical spiral fares.
+
+``latent_gaps`` measures whether the latent ODE's latent space behaves as a state space (see its docstring).
 """
 
 from __future__ import annotations
@@ -86,3 +88,20 @@ class PredictionErrors:
                 metrics[f"rmse_extrapolation_{target}_median"] = float(rmse.median())
                 metrics[f"rmse_extrapolation_{target}_mean_of_spirals"] = float(rmse.mean())
         return metrics
+
+
+def latent_gaps(codes: torch.Tensor, flowed: torch.Tensor, next_codes: torch.Tensor) -> dict[str, float]:
+    """How far the latent space is from a consistent state space: ``latent_gap`` (median over spirals) and
+    ``latent_gap_mean``.
+
+    For each spiral, ``codes`` ``(N, D)`` is the encoder's code for its observation window (the posterior mean of
+    z_0), ``flowed`` the state that code reaches when flowed by the latent ODE to the start of the following window,
+    and ``next_codes`` the encoder's code for the following window. Were the latent space a state space, the two
+    would coincide: the dynamics would carry a window's state to the next window's. The gap is their distance in
+    units of the codes' spread (the root mean squared distance of ``codes`` from their mean), so it reads the same
+    whatever the scale of the latent space: 0 is consistent, 1 is as far as codes typically lie from one another's
+    centre.
+    """
+    spread = (codes - codes.mean(dim=0)).pow(2).sum(dim=-1).mean().sqrt().clamp_min(torch.finfo(codes.dtype).tiny)
+    gaps = (flowed - next_codes).norm(dim=-1) / spread
+    return {"latent_gap": float(gaps.quantile(0.5)), "latent_gap_mean": float(gaps.mean())}

@@ -2,23 +2,32 @@
 
 - **Writable.** The folder and its ``checkpoints/`` are created and a file is written into each before the first
   batch, so a folder where nothing can be written is a message at the start, not a crash after an epoch.
-- **Not another run's.** A folder holding results (``summary.json``, ``checkpoints/last.pt`` or a non-empty
+- **Not another run's.** A folder holding results (``summary.json``, a checkpoint or a non-empty
   ``metrics.jsonl``) is refused unless the run resumes from it (``trainer.resume`` points into it): a new run
-  never writes over finished or interrupted work.
+  never writes over finished or interrupted work. The message names the command that works: continuing the run
+  when the folder has a checkpoint, a new folder when it has none.
+- **Started over when nothing can be continued.** A folder whose run was killed before its first checkpoint was
+  complete (no ``summary.json``, no checkpoint, at most its first epoch in ``metrics.jsonl``: ``kill -9`` in the
+  first epoch or while the first checkpoint was written) cannot be continued, so a run into it starts that run
+  over, saying so, and removes what the killed run left (``metrics.jsonl``, TensorBoard events, a half-written
+  checkpoint). ``trainer.resume`` pointing at such a folder names the command that starts it over
+  (``resume_checkpoint``).
 - **Not in use.** A training run holds its folder with the lock file ``run.lock`` (its process id and host);
   another run into a folder held by a live process is refused, even to resume. A lock left by a process that is
   gone (killed with SIGKILL) is taken over; one from another host cannot be checked, so the message says when to
   delete it.
 
 ``RunFolderCheck`` makes the same checks as a Hydra callback, with the resumption's (settings changed since the
-checkpoint, ``resume``), before Hydra writes its ``.hydra/`` record of the config into the folder, so that a refused
-single run changes nothing there.
+checkpoint, ``resume``), before a single run configures its logging or validates its config, so that a refused
+run changes nothing in the folder. The folder's record of the run's config is written once the run holds the
+folder and has passed every check (``run_record``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import socket
 import sys
@@ -29,13 +38,18 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ..errors import RunError, RunFolderError
-from .checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint, resolve_checkpoint
+from ..errors import ConfigError, RunError, RunFolderError
+from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILES, load_checkpoint, resolve_checkpoint
 from .resume import check_changes, resume_changes_mode
 from .run_logger import METRICS_FILE, SUMMARY_FILE
+from .run_record import start_over_command
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = "run.lock"
-RESULTS = (SUMMARY_FILE, f"{CHECKPOINT_DIR}/{LAST}", METRICS_FILE)
+CHECKPOINTS = tuple(f"{CHECKPOINT_DIR}/{name}" for name in CHECKPOINT_FILES)
+RESULTS = (SUMMARY_FILE, *CHECKPOINTS, METRICS_FILE)
+_HELD: set[Path] = set()  # the folders this process holds (their lock files carry its process id)
 
 
 @contextlib.contextmanager
@@ -49,9 +63,11 @@ def claim(run_dir: Path, resume: str | os.PathLike | None, checkpoints: bool) ->
         check_writable(run_dir / CHECKPOINT_DIR)
     lock = run_dir / LOCK_FILE
     _acquire(lock)
+    _HELD.add(lock.resolve())
     try:
         yield
     finally:
+        _HELD.discard(lock.resolve())
         with contextlib.suppress(OSError):
             if lock.read_text(encoding="utf-8") == _lock_text():
                 lock.unlink()
@@ -63,13 +79,75 @@ def folder_problem(run_dir: Path, resume: str | os.PathLike | None) -> str | Non
     if in_use:
         return in_use
     found = results_in(run_dir)
-    if found and not resumes_in(run_dir, resume):
-        return (
-            f"the run folder {run_dir} already holds the results of another run ({', '.join(found)}), which this "
-            f"run would write over. Continue that run with trainer.resume={run_dir}, or write this one elsewhere "
-            "(hydra.run.dir=..., or leave hydra.run.dir out for a new time-stamped folder)."
-        )
-    return None
+    if not found or resumes_in(run_dir, resume) or abandoned(run_dir):
+        return None
+    if any(name in found for name in CHECKPOINTS):
+        fix = f"Continue that run with trainer.resume={run_dir}, or write this one elsewhere"
+    else:  # a run that kept no checkpoint (trainer.checkpoint=false): it cannot be continued
+        fix = "It holds no checkpoint to continue from. Write this run elsewhere"
+    return (
+        f"the run folder {run_dir} already holds the results of another run ({', '.join(found)}), which this run "
+        f"would write over. {fix} (hydra.run.dir=..., or leave hydra.run.dir out for a new time-stamped folder)."
+    )
+
+
+def resume_checkpoint(resume: str | os.PathLike) -> Path:
+    """``trainer.resume``'s checkpoint file (``checkpoint.resolve_checkpoint``). A run folder without any checkpoint
+    is a message naming the command that works: starting its run over in the folder, when the run was killed before
+    its first checkpoint, else a new run elsewhere."""
+    folder = Path(resume).expanduser()
+    if not folder.is_dir() or any((folder / name).is_file() for name in CHECKPOINTS):
+        return resolve_checkpoint(resume)
+    command = start_over_command(folder)
+    if abandoned(folder) or command and not results_in(folder):
+        command = command or f"the same command without trainer.resume, with hydra.run.dir={folder}"
+        how = f"Start that run over in its folder with: {command}"  # last, without a full stop to copy with it
+    elif results_in(folder):
+        how = "Start it again in a new folder: the same command without trainer.resume and without hydra.run.dir."
+    else:  # no run's folder at all
+        return resolve_checkpoint(resume)
+    raise ConfigError(
+        f"trainer.resume={str(resume)!r}: the run folder {folder} holds no checkpoint, so there is nothing to "
+        "continue: its run stopped before its first checkpoint was complete (killed in its first epoch or while "
+        f"writing it) or ran with trainer.checkpoint=false. {how}"
+    )
+
+
+def abandoned(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds only what a run killed before its first checkpoint was complete left behind: no
+    ``summary.json`` and no checkpoint, at most one epoch in ``metrics.jsonl``, and something to clear."""
+    found = results_in(run_dir)
+    if SUMMARY_FILE in found or any(name in CHECKPOINTS for name in found):
+        return False
+    metrics = run_dir / METRICS_FILE
+    epochs = len(metrics.read_text(encoding="utf-8").splitlines()) if METRICS_FILE in found else 0
+    return epochs <= 1 and bool(_leftovers(run_dir))
+
+
+def _leftovers(run_dir: Path) -> list[Path]:
+    """What a killed run leaves that a new one must not mix with its own: metrics, events, half-written files."""
+    metrics = run_dir / METRICS_FILE
+    return [
+        *([metrics] if metrics.is_file() and metrics.stat().st_size else []),
+        *sorted((run_dir / "tb").glob("events.out.tfevents.*")),
+        *sorted((run_dir / CHECKPOINT_DIR).glob("*.tmp")),
+    ]
+
+
+def start_over(run_dir: Path) -> None:
+    """When ``run_dir`` is ``abandoned``, clear what the killed run left, saying so (the trainer calls it once it
+    holds the folder and has passed every check, before it writes anything there)."""
+    if not abandoned(run_dir):
+        return
+    leftovers = _leftovers(run_dir)
+    log.warning(
+        "The run folder %s holds what a run killed before its first checkpoint left (%s): that run cannot be "
+        "continued, so it starts over here; those files are removed.", run_dir,
+        ", ".join(str(path.relative_to(run_dir)) for path in leftovers),
+    )  # fmt: skip
+    for path in leftovers:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _in_use(run_dir: Path) -> str | None:
@@ -112,6 +190,8 @@ def lock_holder(run_dir: Path) -> str | None:
     host = host.strip()
     if host == socket.gethostname() and not _alive(pid):
         return None
+    if host == socket.gethostname() and pid == os.getpid() and (run_dir / LOCK_FILE).resolve() not in _HELD:
+        return None  # a dead run's lock whose process id this process now has
     return f"process {pid} on {host}"
 
 
@@ -163,9 +243,10 @@ def _alive(pid: int) -> bool:
 
 
 class RunFolderCheck(Callback):
-    """Hydra callback: before Hydra writes its record of a single run's config into the run folder, refuse the folder
+    """Hydra callback: before a single run configures its logging into the run folder, refuse the folder
     (``folder_problem``) and a resumption that changes settings (``resume.check_changes``), so that a refused run
-    leaves the folder, and the record of the run that wrote it, as they were."""
+    leaves the folder, its log included, as it was. (The folder's record of the config is written later, by the run
+    that holds the folder: ``run_record``.)"""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(str(config.hydra.run.dir))
@@ -192,5 +273,5 @@ def _check_resume(config: DictConfig, resume: str) -> None:
         current = OmegaConf.to_container(task_config, resolve=True)
     except Exception:  # an interpolation only the running job can resolve: the trainer's check will do
         return
-    path = resolve_checkpoint(resume)
+    path = resume_checkpoint(resume)
     check_changes(load_checkpoint(path), current, path, resume_changes_mode(config.trainer))

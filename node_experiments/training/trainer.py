@@ -11,14 +11,17 @@ are read back once per logging interval, the device is synchronised only there (
 the bytes saved for backward are counted on a sample of steps. Per-epoch means stay exact: every step is summed.
 
 How a run ends is part of its record (``summary.json``'s ``status``): it completes; it diverges (a NaN or
-infinity in the loss, the gradients or the weights, ``divergence``: stopped before a bad step reaches a
-checkpoint); a solve fails (the message says at which epoch and batch); or it is interrupted by Ctrl-C, SIGTERM or
-a preemption signal (``signals``: a checkpoint of the position reached is written first). The run folder is
-checked and held before training (``run_folder``); resuming with other settings is refused or applied as
-``trainer.resume_changes`` says (``resume``).
+infinity in the loss, the gradients or the weights, or a finite loss above ``trainer.divergence_factor`` times
+the run's loss scale, ``divergence``: stopped before a bad step reaches a checkpoint); a solve fails (the message
+says at which epoch and batch); or it is interrupted by Ctrl-C, SIGTERM or a preemption signal (``signals``: a
+checkpoint of the position reached is written first). The run folder is checked and held before training
+(``run_folder``); resuming with other settings is refused or applied as ``trainer.resume_changes`` says
+(``resume``). Checkpoints (``checkpoint``): ``last.pt`` at every epoch's end and on a stop signal, the one before
+it as ``previous.pt``, and ``best.pt``, the epoch with the best value of the task's ``best_metric``; a mid-epoch
+checkpoint holds the random states at the batch position, so that resuming it is exact for every model.
 
-Config read here: ``trainer`` (device, max_epochs, seed, num_threads, grad_clip_norm, progress_bar, checkpoint, resume,
-resume_changes),
+Config read here: ``trainer`` (device, max_epochs, seed, num_threads, grad_clip_norm, divergence_factor,
+progress_bar, checkpoint, resume, resume_changes),
 ``optimizer`` and ``scheduler`` (Hydra ``_target_`` configs; the scheduler is stepped once per epoch),
 ``logger`` (tensorboard, log_every_n_steps) and ``task`` (which ``Task`` to build).
 """
@@ -26,10 +29,13 @@ resume_changes),
 from __future__ import annotations
 
 import logging
+import math
 import random
+import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,13 +51,24 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..errors import ConfigError, DivergedError, SolveFailedError, TrainingStopped
-from ..ode import NonFiniteDerivativeError, SolverError, SolverStats, record_stats
+from ..ode import NonFiniteDerivativeError, SolverError, SolverStats, StiffnessError, record_stats
 from ..tasks.base import Task, build_task, to_device
-from .checkpoint import CHECKPOINT_DIR, LAST, capture_rng, load_checkpoint, resolve_checkpoint, save_checkpoint
-from .divergence import FiniteCheck, Step, advice, check_weights, gradient_norm
+from .checkpoint import (
+    BEST,
+    CHECKPOINT_DIR,
+    LAST,
+    capture_global_rng,
+    capture_rng,
+    copy_checkpoint,
+    load_checkpoint,
+    restore_global_rng,
+    save_checkpoint,
+    where,
+)
+from .divergence import FiniteCheck, LossScale, Step, advice, check_weights, gradient_norm
 from .meters import Means, SavedTensorBytes, StepSums
 from .resume import restore, resume_changes_mode
-from .run_folder import claim
+from .run_folder import claim, resume_checkpoint, start_over
 from .run_logger import COMPLETED, SUMMARY_FILE, RunLogger, write_json
 from .signals import Interrupted, SignalStop
 from .threads import configure_threads
@@ -73,23 +90,36 @@ class Position:
     epoch_means: dict = field(default_factory=dict)  # Means.state_dict() of the epoch in progress
     epoch_peak_bytes: int = 0  # of the epoch in progress
     history: list = field(default_factory=list)  # one record per completed epoch, as in metrics.jsonl
+    first_loss: float | None = None  # the run's first training loss: the scale of trainer.divergence_factor
 
 
-def train(cfg: DictConfig, run_dir: str | Path, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def train(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    labels: Mapping[str, Any] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Train the task that ``cfg`` describes, writing everything under ``run_dir``; return the summary.
 
     ``labels`` (e.g. the experiment's name and the config groups chosen) are copied into ``summary.json``.
+    ``on_start`` is called once the run holds its folder and has passed every check (its checkpoint restored when
+    it resumes), before it writes anything there: ``node-run`` writes the run's record of its config then.
     """
     run_dir = Path(run_dir)
     settings = cfg.trainer
     resume_mode = resume_changes_mode(settings)
-    resumed_from = resolve_checkpoint(settings.resume) if settings.resume else None
+    resumed_from = resume_checkpoint(settings.resume) if settings.resume else None
     with claim(run_dir, settings.resume, settings.checkpoint):
-        return _train(cfg, run_dir, dict(labels or {}), resumed_from, resume_mode)
+        return _train(cfg, run_dir, dict(labels or {}), resumed_from, resume_mode, on_start)
 
 
 def _train(
-    cfg: DictConfig, run_dir: Path, labels: dict[str, Any], resumed_from: Path | None, resume_mode: str
+    cfg: DictConfig,
+    run_dir: Path,
+    labels: dict[str, Any],
+    resumed_from: Path | None,
+    resume_mode: str,
+    on_start: Callable[[], None] | None,
 ) -> dict[str, Any]:
     """``train`` inside the run folder it holds."""
     settings = cfg.trainer
@@ -107,18 +137,23 @@ def _train(
     position = Position()
     settings_changed: list[dict[str, Any]] = []  # resumptions with other settings (trainer.resume_changes=apply)
     last_good = None  # (checkpoint file, where it stands) of the last checkpoint known to be good
+    batch_rng: dict[str, Any] = {}  # "state": the global random states at the batch position (mid-epoch)
     if resumed_from:
         saved = load_checkpoint(resumed_from)
         state, settings_changed = restore(saved, resumed_from, config, resume_mode, model, optimizer, scheduler,
                                           generator)  # fmt: skip
-        position = Position(**state)
-        last_good = (resumed_from, _where(position))
+        position = Position(**{name: value for name, value in state.items() if name in Position.__dataclass_fields__})
+        batch_rng["state"] = saved["rng"].get("batch")
+        last_good = (resumed_from, where(state))
         log.info("Resumed from %s: %d epochs done, %d batches into the next.", resumed_from, position.epoch,
                  position.batches_done)
         if len(settings_changed) > len(saved.get("settings_changed", [])):
             log.warning("Continuing with changed settings (trainer.resume_changes=apply): %s",
                         settings_changed[-1]["changes"])
 
+    start_over(run_dir)  # a run killed before its first checkpoint left its metrics and events: they go
+    if on_start is not None:
+        on_start()
     logger = RunLogger(run_dir, tensorboard=cfg.logger.tensorboard)
     for record in position.history:  # the resumed run's metrics.jsonl holds the whole history
         logger.epoch(record)
@@ -126,11 +161,16 @@ def _train(
     log.info("%s: %s parameters on %s, %d epochs.", type(model).__name__, f"{params:,}", device, settings.max_epochs)
     learning_rate = lambda: optimizer.param_groups[0]["lr"]  # noqa: E731
 
-    def checkpoint(rng: dict[str, Any]) -> None:
+    scale = LossScale(settings.get("divergence_factor"), _first_loss(position), _best_mean(position.history))
+
+    def checkpoint(rng: dict[str, Any], best: bool = False) -> None:
+        """last.pt of the position reached (the last good one kept as previous.pt), and best.pt when ``best``."""
         nonlocal last_good
         if settings.checkpoint:
-            check_weights(model, f"at {_where(position)}", learning_rate())  # never a NaN checkpoint
+            here = asdict(position)
+            check_weights(model, f"at {where(here)}", learning_rate())  # never a NaN checkpoint
             path = run_dir / CHECKPOINT_DIR / LAST
+            position.first_loss = scale.first
             save_checkpoint(
                 {
                     "model": model.state_dict(),
@@ -142,10 +182,20 @@ def _train(
                     "settings_changed": settings_changed,
                 },
                 path,
+                keep_previous=last_good is not None and last_good[0].resolve() == path.resolve(),
             )
-            last_good = (path, _where(position))
+            if best:
+                copy_checkpoint(path, path.with_name(BEST))
+            last_good = (path, where(here))
 
-    finite = FiniteCheck(device, cfg.logger.log_every_n_steps)
+    def position_rng() -> dict[str, Any]:
+        """The random states a checkpoint of the position reached holds: the epoch's start, and mid-epoch the
+        global states at the batch position."""
+        if position.batches_done and batch_rng.get("state"):
+            return {**epoch_start_rng, "batch": batch_rng["state"]}
+        return epoch_start_rng
+
+    finite = FiniteCheck(device, cfg.logger.log_every_n_steps, scale)
     stage = "training"  # or "evaluation", "figures": what a failed solve was doing
     outcome: BaseException | None = None
     # Outermost, so that summary.json is written before a preemption signal is passed on (under submitit the
@@ -153,10 +203,13 @@ def _train(
     with SignalStop() as signals:
         try:
             epoch_start_rng = capture_rng(generator)  # a checkpoint mid-epoch replays the epoch from here
+            if position.batches_done:  # resumed mid-epoch: the epoch's start is the checkpoint's
+                epoch_start_rng = {key: value for key, value in saved["rng"].items() if key != "batch"}
             try:
                 while position.epoch < settings.max_epochs:
                     stage = "training"
-                    _train_epoch(task, model, optimizer, train_loader, position, logger, cfg, device, finite, signals)
+                    _train_epoch(task, model, optimizer, train_loader, position, logger, cfg, device, finite, signals,
+                                 batch_rng)  # fmt: skip
 
                     stage = "evaluation"
                     model.eval()
@@ -164,6 +217,9 @@ def _train(
                     with record_stats() as eval_stats:
                         test_metrics = task.evaluate(model, eval_loader)
                     model.train()
+                    if "loss" in test_metrics:  # weights exploded by an epoch's last step show only here
+                        when = f"the evaluation after epoch {position.epoch + 1} (learning rate {learning_rate():.3g})"
+                        scale.check(test_metrics["loss"], "the test loss", when, learning_rate())
                     epoch_scalars = {
                         **{f"test/{name}": value for name, value in test_metrics.items()},
                         "nfe/test_forward": eval_stats.nfe_forward / max(len(eval_loader), 1),
@@ -178,15 +234,18 @@ def _train(
                         logger.scalars(epoch_scalars, position.step)
                         logger.epoch(record)
                         log.info(_describe(record, settings.max_epochs))
-                        scheduler.step()
+                        with warnings.catch_warnings():  # resumed after the epoch's last step: no step in this process
+                            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()`"))
+                            scheduler.step()
                         position.history.append(record)
+                        scale.epoch_done(record.get("train/loss"))
                         position.train_time_s += position.epoch_time_s
                         position.train_cpu_s += position.epoch_cpu_s
                         position.epoch += 1
                         position.batches_done, position.epoch_means, position.epoch_peak_bytes = 0, {}, 0
                         position.epoch_time_s = position.epoch_cpu_s = 0.0
-                        epoch_start_rng = capture_rng(generator)
-                        checkpoint(epoch_start_rng)
+                        epoch_start_rng, batch_rng["state"] = capture_rng(generator), None
+                        checkpoint(epoch_start_rng, best=_is_best(position.history, task.best_metric))
 
                 stage = "figures"
                 for name, figure in task.figures(model, eval_loader).items():
@@ -194,7 +253,7 @@ def _train(
                     plt.close(figure)
             except KeyboardInterrupt:  # Ctrl-C, SIGTERM, a preemption signal: keep the position reached
                 finite.flush()
-                checkpoint(epoch_start_rng)
+                checkpoint(position_rng())
                 raise
         except SolverError as error:  # a NaN or infinity in the field is a divergence; the rest, a failed solve
             kind = DivergedError if isinstance(error, NonFiniteDerivativeError) else SolveFailedError
@@ -207,7 +266,8 @@ def _train(
         except BaseException as error:
             outcome = error
             if isinstance(error, KeyboardInterrupt):
-                _log_interrupted(error, last_good, settings.checkpoint)
+                outcome = _interrupted(error, last_good, settings.checkpoint)
+                log.warning("%s", outcome.message)
             raise
         finally:
             with signals.held():
@@ -236,6 +296,7 @@ def _train_epoch(
     device: torch.device,
     finite: FiniteCheck,
     signals: SignalStop,
+    batch_rng: dict[str, Any],
 ) -> None:
     """One pass over the training loader (or the rest of it, after a resume), updating ``position``.
 
@@ -243,6 +304,10 @@ def _train_epoch(
     the batch is counted in ``position`` (``signals.hold``). The step itself never waits for the device: the loss
     and the metrics are summed where they are and read back once per ``logger.log_every_n_steps`` steps
     (``_StepMeter``), and the bytes saved for backward are counted on a sample of steps only (``_measures_memory``).
+
+    ``batch_rng["state"]`` holds the global random states after the last batch done, for a checkpoint taken
+    mid-epoch (or during the epoch's evaluation); on resuming mid-epoch it holds the checkpoint's, restored once the
+    batches done are drawn again.
     """
     model.train()
     if device.type == "cuda":
@@ -258,7 +323,10 @@ def _train_epoch(
         leave=False,
     )
     try:
-        for batch in signals.between(_skip(loader, position.batches_done)):
+        batches = _skip(loader, position.batches_done)
+        if position.batches_done and batch_rng.get("state"):
+            restore_global_rng(batch_rng["state"])
+        for batch in signals.between(batches):
             batch = to_device(batch, device)
             with record_stats() as stats:
                 with _memory_sample(model, position, every) as saved:
@@ -281,6 +349,7 @@ def _train_epoch(
                 position.epoch_peak_bytes = max(position.epoch_peak_bytes, saved.bytes)
             position.batches_done += 1
             position.step += 1
+            batch_rng["state"] = capture_global_rng()
             bar.update()
             if position.step % every == 0:
                 _log_interval(meter.flush(), position.step, logger, bar)
@@ -414,19 +483,44 @@ def _outcome(error: BaseException | None) -> dict[str, Any]:
     """summary.json's ``status`` (see ``run_logger.COMPLETED``), with the message of a run that did not complete."""
     if error is None:
         return {"status": COMPLETED}
-    if isinstance(error, Interrupted):
-        return {"status": "interrupted", "signal": error.name}
-    if isinstance(error, KeyboardInterrupt):
-        return {"status": "interrupted", "signal": "SIGINT"}
+    if isinstance(error, _Stopped):
+        return {"status": "interrupted", "signal": error.signal_name, "message": error.message}
     status = error.status if isinstance(error, TrainingStopped) else "failed"
     return {"status": status, "message": str(error) or type(error).__name__}
 
 
-def _where(position: Position) -> str:
-    """Where a checkpoint of ``position`` stands, in words."""
-    if position.batches_done:
-        return f"epoch {position.epoch + 1}, after batch {position.batches_done}"
-    return f"the end of epoch {position.epoch}" if position.epoch else "the start"
+class _Stopped(Exception):
+    """How a run stopped by a signal ended, for its summary: the signal's name and the message it logged."""
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(message)
+        self.signal_name, self.message = signal_name, message
+
+
+def _first_loss(position: Position) -> float | None:
+    """The run's first training loss; for a checkpoint written before it was kept, its first epoch's mean."""
+    if position.first_loss is not None:
+        return position.first_loss
+    return position.history[0].get("train/loss") if position.history else None
+
+
+def _best_mean(history: list[dict[str, Any]]) -> float | None:
+    """The lowest finite epoch mean of the training loss in ``history``; None when there is none."""
+    means = [record.get("train/loss") for record in history]
+    finite = [mean for mean in means if isinstance(mean, (int, float)) and math.isfinite(mean)]
+    return min(finite, default=None)
+
+
+def _is_best(history: list[dict[str, Any]], metric: tuple[str, str]) -> bool:
+    """Whether the last epoch of ``history`` has the best finite ``test/<name>`` so far (``metric``: the task's
+    ``best_metric``, name and min or max)."""
+    name, mode = metric
+    values = [record.get(f"test/{name}") for record in history]
+    if not values or not isinstance(values[-1], (int, float)) or not math.isfinite(values[-1]):
+        return False
+    earlier = [value for value in values[:-1] if isinstance(value, (int, float)) and math.isfinite(value)]
+    sign = 1 if mode == "min" else -1
+    return all(sign * values[-1] < sign * value for value in earlier)
 
 
 def _last_good(last_good: tuple[Path, str] | None, checkpoints: bool) -> str:
@@ -455,6 +549,11 @@ def _solve_failed(error: SolverError, stage: str, position: Position, lr: float)
     where += f" (learning rate {lr:.3g})"
     if isinstance(error, NonFiniteDerivativeError):
         return f"training diverged at {where}: a solve of the model's ODE met NaN or infinity ({error}).{advice(lr)}"
+    if isinstance(error, StiffnessError):
+        return (
+            f"a solve of the model's ODE failed at {where}: {error} The dynamics have stiffened as they trained."
+            f"{advice(lr)} To integrate on regardless: +solver.options.stiffness_check=false."
+        )
     return (
         f"a solve of the model's ODE failed at {where}: {error} The dynamics may have stiffened or diverged as they "
         f"trained.{advice(lr)} Raise solver.options.max_num_steps (or solver.adjoint_options.max_num_steps) only if "
@@ -462,15 +561,14 @@ def _solve_failed(error: SolverError, stage: str, position: Position, lr: float)
     )
 
 
-def _log_interrupted(error: KeyboardInterrupt, last_good: tuple[Path, str] | None, checkpoints: bool) -> None:
-    """Say how the run stopped and how to continue it (the checkpoint, when written, is of the position reached)."""
+def _interrupted(error: KeyboardInterrupt, last_good: tuple[Path, str] | None, checkpoints: bool) -> _Stopped:
+    """How the run stopped and how to continue it (the checkpoint, when written, is of the position reached)."""
     signal_name = error.name if isinstance(error, Interrupted) else "SIGINT"
     if last_good is None or not checkpoints:
-        log.warning("Stopped by %s. No checkpoint was written (trainer.checkpoint=false).", signal_name)
-        return
-    path, where = last_good
-    log.warning("Stopped by %s: checkpoint of %s written to %s. Continue with trainer.resume=%s", signal_name, where,
-                path, _run_folder(path))
+        return _Stopped(signal_name, f"Stopped by {signal_name}. No checkpoint was written (trainer.checkpoint=false).")
+    path, at = last_good
+    return _Stopped(signal_name, f"Stopped by {signal_name}: checkpoint of {at} written to {path}. Continue with "
+                                 f"trainer.resume={_run_folder(path)}")  # fmt: skip
 
 
 def resolve_device(spec: str) -> torch.device:

@@ -30,7 +30,7 @@ from ode_problems import (
 from node_experiments.ode import (
     InvalidArgumentError,
     MaxStepsExceededError,
-    StepSizeTooSmallError,
+    NonFiniteDerivativeError,
     odeint,
     record_stats,
 )
@@ -159,13 +159,48 @@ def test_min_step_that_is_never_needed_changes_nothing():
     torch.testing.assert_close(ys2, ys, rtol=0, atol=0)
 
 
-def test_min_step_raises_when_a_smaller_step_is_needed():
-    def jump(t, y):
-        return torch.ones_like(y) if t >= 0.5 else torch.zeros_like(y)
+def test_a_step_of_min_step_is_taken_whatever_its_error():
+    """As in torchdiffeq (and scipy's LSODA): min_step bounds the steps, and a step at the bound is accepted even
+    where the error control would want a smaller one. Here the jump at 0.5 is crossed by steps of min_step (it used
+    to raise StepSizeTooSmallError), and the solution is off by about one such step."""
+    class Jump(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attempts = []
 
-    with pytest.raises(StepSizeTooSmallError, match="min_step"):
-        odeint(jump, torch.zeros(1, dtype=F64), HARMONIC.times(2), rtol=1e-10, atol=1e-10,
-               options={"min_step": 1e-3, "first_step": 0.1})  # fmt: skip
+        def forward(self, t, y):
+            return torch.ones_like(y) if t >= 0.5 else torch.zeros_like(y)
+
+        def callback_step(self, t0, y0, dt):
+            self.attempts.append((float(t0), float(dt)))
+
+    field = Jump()
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    ys = odeint(field, torch.zeros(1, dtype=F64), t, rtol=1e-10, atol=1e-10, options={"min_step": 1e-3, "first_step": 0.1})
+    assert abs(float(ys[-1, 0]) - 0.5) <= 2e-3
+    assert all(dt >= 1e-3 for t0, dt in field.attempts if t0 + dt < 1.0)  # all but the step that lands on t = 1
+    assert len(field.attempts) < 100
+
+
+def test_min_step_as_torchdiffeq_tests_it():
+    """torchdiffeq's test: its linear problem (10 x 10) on [1, 8] with min_step = 2 takes far fewer evaluations
+    (fewer than 50) than without (more than 100)."""
+    generator = torch.Generator().manual_seed(0)
+    u = torch.randn(10, 10, generator=generator, dtype=F64) * 0.1
+    a = 2 * u - (u + u.T)
+    t = torch.linspace(1.0, 8.0, 10, dtype=F64)
+    for min_step, fewer in ((0.0, False), (2.0, True)):
+        field = CountingField(lambda t, y: a @ y)
+        odeint(field, torch.ones(10, dtype=F64), t, options={"min_step": min_step})
+        assert (field.calls < 50) if fewer else (field.calls > 100), (min_step, field.calls)
+
+
+def test_a_non_finite_step_at_min_step_ends_the_solve():
+    """A step of min_step that meets NaN cannot be retried smaller: NonFiniteDerivativeError, at once."""
+    field = CountingField(lambda t, y: torch.where(t > 0.5, torch.full_like(y, math.nan), -y))
+    with pytest.raises(NonFiniteDerivativeError):
+        odeint(field, torch.ones(1, dtype=F64), HARMONIC.times(2), options={"min_step": 0.05})
+    assert field.calls < 200
 
 
 def test_min_step_does_not_fire_while_the_step_grows_from_a_small_initial_step():

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -125,13 +126,41 @@ def test_func_none_is_refused(solver):
         solver(None, torch.ones(2), torch.tensor([0.0, 1.0]), **({} if solver is odeint else {"adjoint_params": ()}))
 
 
-@pytest.mark.parametrize("needs_grad", [False, True], ids=["buffered", "graph"])
-def test_a_field_returning_another_dtype_is_refused(needs_grad):
-    """float64 derivatives for a float32 state (here through a float64 time concatenated into them)."""
-    y0 = torch.ones(3, requires_grad=needs_grad)
-    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    with pytest.raises(InvalidArgumentError, match=r"returned dtype torch.float64 for a state of dtype torch.float32"):
-        odeint(lambda t, y: torch.cat([-y[:2], t.reshape(1)]), y0, t)
+@pytest.mark.parametrize("solver", list(SOLVERS.values()), ids=list(SOLVERS))
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_a_field_returning_another_floating_dtype_is_cast_to_the_state_s(solver, method):
+    """float64 derivatives for a float32 state (a float64 parameter, and float64 times promoting what they touch:
+    torchdiffeq's own test problems do this) are cast to float32, as torchdiffeq stores them; the solution is the
+    float32 field's, to float32 rounding, and gradients flow through the cast."""
+    rate = torch.tensor(-0.7, dtype=torch.float64, requires_grad=True)
+    t = torch.linspace(0.0, 1.0, 5, dtype=torch.float64)
+    y0 = torch.tensor([1.0, -2.0, 0.5], requires_grad=True)
+    options = {"step_size": 0.05} if method == "rk4" else None
+    params = {} if solver is odeint else {"adjoint_params": (rate,)}
+    ys = solver(lambda t, y: rate * y.double() + 0.1 * t, y0, t, method=method, options=options, rtol=1e-6,
+                atol=1e-7, **params)  # fmt: skip
+    assert ys.dtype == torch.float32
+    ys[-1].sum().backward()
+    y64 = y0.detach().double().requires_grad_(True)
+    rate64 = rate.detach().clone().requires_grad_(True)
+    expected = odeint(lambda t, y: rate64 * y + 0.1 * t, y64, t, method=method, options=options, rtol=1e-6, atol=1e-7)
+    expected[-1].sum().backward()
+    torch.testing.assert_close(ys.double(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(y0.grad.double(), y64.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rate.grad, rate64.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("result", ["integer", "complex", "bool"])
+def test_a_field_returning_a_non_floating_result_is_refused(result):
+    convert = {"integer": lambda y: y.long(), "complex": lambda y: y.to(torch.complex64), "bool": lambda y: y > 0}
+    with pytest.raises(InvalidArgumentError, match=r"returned dtype torch\.\w+ for a state of dtype torch.float32"):
+        odeint(lambda t, y: convert[result](y), torch.ones(3), torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("shape", [(2,), (3, 1), ()])
+def test_a_field_returning_another_shape_is_refused(shape):
+    with pytest.raises(InvalidArgumentError, match=r"returned shapes \[" + re.escape(str(shape))):
+        odeint(lambda t, y: torch.zeros(shape), torch.ones(3), torch.tensor([0.0, 1.0]))
 
 
 def test_a_field_infinite_at_the_start_is_a_non_finite_derivative():
