@@ -224,7 +224,8 @@ def test_the_choices_are_those_the_code_accepts() -> None:
     assert choices(cnf["trace"]) == list(flows.TRACES) and choices(cnf["probe"]) == list(flows.PROBES)
     assert choices(nf["direction"]) == list(flows.DIRECTIONS)
     ffjord_model = MODELS["node_experiments.models.ffjord.FFJORD"]
-    assert set(choices(ffjord_model["trace"])) <= set(flows.TRACES) and choices(ffjord_model["probe"]) == list(flows.PROBES)
+    assert set(choices(ffjord_model["trace"])) <= set(flows.TRACES)
+    assert choices(ffjord_model["probe"]) == list(flows.PROBES)
     assert choices(ffjord_model["activation"]) == list(ffjord.ACTIVATIONS)
     assert list(REGULARIZATION) == list(regularization.KINDS)
     for model in ("latent_ode.LatentODE", "sequence_rnn.SequenceRNN"):
