@@ -171,13 +171,14 @@ def unknown_key(
     group: str, name: str, value: Any, known: Iterable[str], why: str = "is not a setting of node-run: nothing reads it"
 ) -> ConfigError:
     """The error for a key ``group.name`` that no code reads, with the real key of ``group`` it resembles."""
-    prefix = f"{group}." if group else ""
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    hint = (
-        f" Did you mean {prefix}{close[0]}={show(value)}?"
-        if close
-        else f" The keys {f'of {group} ' if group else ''}are: {', '.join(sorted(known))}."
-    )
+    prefix, known = (f"{group}." if group else ""), sorted(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        hint = f" Did you mean {prefix}{close[0]}={show(value)}?"
+    elif known:
+        hint = f" The keys {f'of {group} ' if group else ''}are: {', '.join(known)}."
+    else:
+        hint = f" {group} takes no settings: remove it."
     return ConfigError(f"{prefix}{name}={show(value)} {why}.{hint}")
 
 

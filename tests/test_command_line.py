@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
 import pytest
 from hydra import initialize_config_module
@@ -12,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 
+import node_experiments
 from node_experiments.cli import main
 from node_experiments.command_line import (
     USAGE,
@@ -22,6 +24,9 @@ from node_experiments.command_line import (
 )
 
 SPIRALS = "experiment=spiral_latent_ode,spiral_rnn"
+MODEL_CONFIGS = ", ".join(  # the model group's options, as Hydra lists them
+    sorted(path.stem for path in (Path(node_experiments.__file__).parent / "configs" / "model").glob("*.yaml"))
+)
 
 
 def test_experiment_names_are_checked_before_hydra_runs() -> None:
@@ -100,8 +105,7 @@ def test_an_argument_of_the_optimizer_or_scheduler_class_is_named_with_how_to_se
         (["experiment=mnist_mlp,mnist_odenet"], "node-run: experiment=mnist_mlp,mnist_odenet gives several values, "
          "which only a sweep runs: add -m"),
         (["experiment=mnist_mlp", "model=foo"], "node-run: In 'config': Could not find 'model/foo'. Available options "
-         "in 'model': cnf, latent_ode, mlp, odenet, planar_nf, resnet, spiral_rnn (in the config of "
-         "experiment=mnist_mlp)."),
+         f"in 'model': {MODEL_CONFIGS} (in the config of experiment=mnist_mlp)."),
         (["experiment=mnist_mlp", "+model.hidden=3"], "An item is already at 'model.hidden'. Either remove + prefix: "
          "'model.hidden=3'. Or add a second + to add or override 'model.hidden': '++model.hidden=3'"),
     ],

@@ -13,8 +13,10 @@ from omegaconf import OmegaConf
 from conftest import compose
 from node_experiments.data import densities, spirals, toys
 from node_experiments.errors import ConfigError
-from node_experiments.models import flows, sequence_rnn
-from node_experiments.validation import MODELS, SAMPLE_DATA, SAMPLERS, SPIRAL_DATA, ENERGY_DATA, check_solver, validate
+from node_experiments.models import ffjord, flows, regularization, sequence_rnn
+from node_experiments.validation import (
+    ENERGY_DATA, MODELS, REGULARIZATION, SAMPLE_DATA, SAMPLERS, SPIRAL_DATA, check_solver, validate,
+)
 
 CUDA_ABSENT = not torch.cuda.is_available()
 
@@ -97,6 +99,46 @@ def error_of(experiment: str, *overrides: str) -> str:
         ("cnf_density_matching", "model.trace=diagonal", "model.trace='diagonal': the trace method must be one of "
          "exact, closed_form, hutchinson"),
         ("cnf_density_matching", "model.t1=0", "model.t1=0"),
+        # RNODE's penalties and ANODE's augmentation on every ODE model, FFJORD's field and toy samplers
+        ("mnist_odenet", "model.regularization.kinetic=-1", "model.regularization.kinetic=-1: the kinetic energy's "
+         "weight in the loss (0: off) must be a finite number >= 0, e.g. model.regularization.kinetic=0.01."),
+        ("ffjord_moons", "model.regularization.jacobian=nan", "model.regularization.jacobian=nan: the Jacobian "
+         "Frobenius norm's weight in the loss (0: off) must be a finite number >= 0"),
+        ("spiral_latent_ode", "model.regularization.kinetic=abc", "model.regularization.kinetic='abc'"),
+        ("cnf_two_moons", "model.regularization.jacobian=inf", "model.regularization.jacobian=inf"),
+        ("mnist_odenet", "model.regularization=0.1", "model.regularization=0.1 must hold the penalties' weights, "
+         "e.g. model.regularization.kinetic=0.01 (0: off)."),
+        ("mnist_odenet", "+model.regularization.kinetik=1", "model.regularization.kinetik=1 is not a setting of "
+         "node-run: nothing reads it. Did you mean model.regularization.kinetic=1?"),
+        ("mnist_resnet", "+model.regularization.kinetic=1", "model.regularization={'kinetic': 1} is not a setting"),
+        ("mnist_odenet", "model.augment_dim=-1", "model.augment_dim=-1: the number of ANODE's extra dimensions must "
+         "be a whole number >= 0, e.g. model.augment_dim=0."),
+        ("ffjord_rings", "model.augment_dim=1.5", "model.augment_dim=1.5"),
+        ("mnist_odenet", "model.augment_dim=8", "model.augment_dim=8 with model.width=64 gives 72 channels, which "
+         "GroupNorm(min(32, C), C) cannot normalise: the sum must be at most 32 or a multiple of 32, e.g. "
+         "model.augment_dim=32."),
+        ("mnist_odenet", "model.width=16 model.augment_dim=20", "e.g. model.augment_dim=16."),
+        ("cnf_density_matching", "model.augment_dim=2", "model.augment_dim=2: density matching needs the exact "
+         "density of the flow's samples"),
+        ("spiral_latent_ode", "+model.augment_dim=2", "model.augment_dim=2 is not a setting of node-run"),
+        ("ffjord_moons", "model.hidden=[]", "model.hidden=[]: the hidden layers' widths must be a non-empty list of "
+         "whole numbers >= 1, e.g. model.hidden=[64,64,64]."),
+        ("ffjord_moons", "model.hidden=[64,0]", "model.hidden=[64,0]"),
+        ("ffjord_moons", "model.hidden=64", "model.hidden=64"),
+        ("ffjord_moons", "model.activation=relu", "model.activation='relu': the activation between the layers must "
+         "be one of tanh, softplus, elu, swish, e.g. model.activation=tanh."),
+        ("ffjord_moons", "model.trace=closed_form", "model.trace='closed_form': the trace method must be one of "
+         "hutchinson, exact"),
+        ("ffjord_moons", "model.probe=uniform", "model.probe='uniform': Hutchinson's probe distribution"),
+        ("ffjord_moons", "model.t1=-0.5", "model.t1=-0.5: the end time of the flow must be a finite number > 0"),
+        ("ffjord_moons", "model.dim=3", "model.dim=3 does not match the data, which are 2-D: use model.dim=2."),
+        ("ffjord_8gaussians", "data.sampler.std=0", "data.sampler.std=0: the modes' standard deviation"),
+        ("ffjord_pinwheel", "data.sampler.arms=2.5", "data.sampler.arms=2.5: the number of arms must be a whole "
+         "number >= 1, e.g. data.sampler.arms=5."),
+        ("ffjord_rings", "data.sampler.radii=[1,-1]", "data.sampler.radii=[1,-1]: the rings' radii must be a "
+         "non-empty list of numbers > 0"),
+        ("ffjord_checkerboard", "+data.sampler.size=4", "data.sampler.size=4 is not a setting of node-run: nothing "
+         "reads it. data.sampler takes no settings: remove it."),
         ("mnist_odenet", "data.dataset=MNST", "data.dataset='MNST' is not a torchvision.datasets class"),
         ("mnist_odenet", "task._target_=no.such.Task", "task._target_='no.such.Task' cannot be imported"),
         ("mnist_odenet", "optimizer._target_=torch.nn.Linear", "optimizer._target_='torch.nn.Linear' is not a "
@@ -144,6 +186,11 @@ def test_every_valid_setting_passes() -> None:
     assert "optimizer.nesterov=true is not an argument of torch.optim.Adam" in error_of(
         "mnist_odenet", "optimizer=adam", "+optimizer.nesterov=true")
     validate(compose("mnist_resnet", ["model.width=16", "model.num_blocks=0", "data=fashion_mnist"]))  # fmt: skip
+    validate(compose("mnist_odenet", ["model.width=16", "model.augment_dim=16", "model.regularization.kinetic=0.01",
+                                      "model.regularization.jacobian=0"]))
+    validate(compose("ffjord_moons", ["model.augment_dim=2", "model.hidden=[8,8]", "model.activation=softplus",
+                                      "model.regularization.jacobian=0.01"]))
+    validate(compose("spiral_latent_ode", ["model.regularization.kinetic=1e-3"]))  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -176,6 +223,11 @@ def test_the_choices_are_those_the_code_accepts() -> None:
     choices = lambda rule: re.findall(r"[\w]+", rule.must_be.removeprefix("one of "))  # noqa: E731
     assert choices(cnf["trace"]) == list(flows.TRACES) and choices(cnf["probe"]) == list(flows.PROBES)
     assert choices(nf["direction"]) == list(flows.DIRECTIONS)
+    ffjord_model = MODELS["node_experiments.models.ffjord.FFJORD"]
+    assert set(choices(ffjord_model["trace"])) <= set(flows.TRACES)
+    assert choices(ffjord_model["probe"]) == list(flows.PROBES)
+    assert choices(ffjord_model["activation"]) == list(ffjord.ACTIVATIONS)
+    assert list(REGULARIZATION) == list(regularization.KINDS)
     for model in ("latent_ode.LatentODE", "sequence_rnn.SequenceRNN"):
         schema = MODELS[f"node_experiments.models.{model}"]
         rule = schema.get("rnn_cell") or schema["cell"]
@@ -195,6 +247,10 @@ def test_the_choices_are_those_the_code_accepts() -> None:
         (lambda: sequence_rnn.SequenceRNN(obs_std=0.0), "obs_std=0.0 must be a positive standard deviation"),
         (lambda: sequence_rnn.SequenceRNN(cell="lstm"), "cell='lstm' is not a recurrent cell"),
         (lambda: densities.energy("U9"), "'U9' is not a target density"),
+        (lambda: ffjord.FFJORD(activation="relu"), "activation='relu' is not one of: tanh"),
+        (lambda: ffjord.FFJORD(hidden=[]), "hidden=[] must be positive"),
+        (lambda: ffjord.FFJORD(trace="closed_form"), "trace='closed_form' needs a vector field with a divergence"),
+        (lambda: regularization.Regularization.of({"kinetic": -1.0}), "kinetic=-1.0 must be a finite weight >= 0"),
     ],
 )
 def test_below_the_boundary_errors_speak_of_arguments_not_config_keys(build, message: str) -> None:
