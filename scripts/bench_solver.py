@@ -3,7 +3,7 @@
     python scripts/bench_solver.py [--repeats 5] [--only loop,batched,compute,memory,latent,precision]
                                    [--threads N] [--busy K] [--baseline GIT_REVISION]
 
-Prints one Markdown table per case. Cases (see the solver issues for the targets):
+Prints one Markdown table per case, then the time ratios against torchdiffeq (and --baseline). Cases:
 
 1. loop-bound: the cubic spiral dy/dt = (y**3) @ A, 1000 output times on [0, 25], dopri5, rtol 1e-7, atol 1e-9,
    in float64;
@@ -35,7 +35,6 @@ as a third library in the timed cases, interleaved with the others, to measure a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import statistics
 import subprocess
@@ -43,7 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -52,6 +51,7 @@ from torch import nn
 from node_experiments.models.mnist import ConvODEFunc
 from node_experiments.ode import odeint, odeint_adjoint, odeint_checkpoint, record_stats
 from node_experiments.training.meters import SavedTensorBytes
+from background_load import spinning
 
 try:
     import torchdiffeq
@@ -73,18 +73,6 @@ def load_baseline(revision: str):
             (folder / Path(path).name).write_text(git("show", f"{revision}:{path}"))
     sys.path.insert(0, str(folder.parent))
     return importlib.import_module("baseline_ode")
-
-
-@contextlib.contextmanager
-def busy_cores(count: int) -> Iterator[None]:
-    """``count`` other processes spinning at low priority while the block runs: a machine shared with other jobs."""
-    spinners = [subprocess.Popen(["nice", "-n", "10", sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
 
 
 class Counted(nn.Module):
@@ -464,7 +452,7 @@ def main() -> None:
     if torchdiffeq is None:
         print("torchdiffeq is not installed (pip install -e '.[bench]'): printing node-experiments' figures alone.\n")
     wanted = set(args.only.split(","))
-    with busy_cores(args.busy):
+    with spinning(args.busy, niceness=10):
         rows = measure(wanted, args.repeats)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; float32 unless stated; "
           f"{'CPU' if args.cpu_time else 'wall'} time"

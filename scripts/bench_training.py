@@ -28,12 +28,10 @@ import argparse
 import copy
 import os
 import statistics
-import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +45,7 @@ from node_experiments.models.ode_block import ODEBlock
 from node_experiments.tasks.base import Task, build_task, to_device
 from node_experiments.training import resolve_device
 from node_experiments.training.threads import configure_threads
+from background_load import spinning
 
 try:
     import torchdiffeq
@@ -209,7 +208,7 @@ def step_table(args: argparse.Namespace, device: torch.device) -> None:
 def threads_check(args: argparse.Namespace, device: torch.device, threads: int) -> None:
     """Each case's step (our solver) with ``threads`` threads against one thread, under background load."""
     rows = []
-    with background_load(args.background):
+    with spinning(args.background, niceness=19):
         for case in args.cases.split(","):
             task, model, batches, cfg = build_case(CASES[case], args, device)
             runners = runners_for(model, cfg, [OURS, OURS])
@@ -228,20 +227,6 @@ def compose_default_threads() -> Any:
     """``trainer.num_threads`` as the configs set it."""
     with initialize_config_module("node_experiments.configs", version_base="1.3"):
         return compose("config", overrides=["experiment=mnist_odenet"]).trainer.num_threads
-
-
-@contextmanager
-def background_load(count: int) -> Iterator[None]:
-    """``count`` processes spinning at nice 19 for the duration of the block."""
-    spin = "import os; os.nice(19)\nwhile True: pass"
-    processes = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
-    try:
-        time.sleep(0.5 if count else 0)
-        yield
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
 
 
 def print_table(rows: list[dict]) -> None:

@@ -125,5 +125,5 @@ def test_the_example_preset_sets_the_data_and_the_latent_dynamics() -> None:
     latent, rnn = (compose(e, ["preset=torchdiffeq_example"]) for e in ("spiral_latent_ode", "spiral_rnn"))
     for cfg in (latent, rnn):
         assert (cfg.data.curve, cfg.data.noise) == ("torchdiffeq_example", 0.1)
-    assert latent.model.dynamics_layers == 2 and compose("spiral_latent_ode").model.dynamics_layers == 1
+    assert latent.model.dynamics_layers == 2 and compose("spiral_latent_ode", ["preset=paper_text"]).model.dynamics_layers == 1
     assert "dynamics_layers" not in rnn.model

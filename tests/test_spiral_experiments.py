@@ -57,15 +57,18 @@ def test_the_paper_settings_are_the_default() -> None:
     )
     assert cfg.solver.gradient == "checkpoint" and cfg.model.obs_std == cfg.data.noise
     assert compose("spiral_rnn").model.hidden == 25
-    assert (cfg.data.curve, cfg.data.noise, cfg.data.test_range) == ("mirrored", 0.1, "same")
+    assert (cfg.data.curve, cfg.data.noise, cfg.data.test_range) == ("torchdiffeq_example", 0.1, "same")
+    assert cfg.model.dynamics_layers == 2
 
 
-def test_the_torchdiffeq_example_preset() -> None:
-    """data=spirals_torchdiffeq_example: the example's curves and its script's noise, otherwise the defaults."""
-    cfg, default = compose("spiral_rnn", ["data=spirals_torchdiffeq_example"]), compose("spiral_rnn")
-    assert (cfg.data.curve, cfg.data.noise, cfg.model.obs_std) == ("torchdiffeq_example", 0.3, 0.3)
-    changed = {key for key in default.data if cfg.data[key] != default.data[key]}
-    assert changed == {"curve", "noise"}
+def test_the_paper_text_preset() -> None:
+    """preset=paper_text: the mirrored curves and one-layer latent dynamics; nothing else changes."""
+    for experiment in ("spiral_latent_ode", "spiral_rnn"):
+        cfg, default = compose(experiment, ["preset=paper_text"]), compose(experiment)
+        assert (cfg.data.curve, cfg.data.noise, cfg.model.obs_std) == ("mirrored", 0.1, 0.1)
+        assert {key for key in default.data if cfg.data[key] != default.data[key]} == {"curve"}
+        changed = {key for key in default.model if cfg.model[key] != default.model[key]}
+        assert changed == ({"dynamics_layers"} if experiment == "spiral_latent_ode" else set())
 
 
 class _TruthButOne(torch.nn.Module):
