@@ -145,9 +145,9 @@ def test_quantities_are_two_norms_over_the_whole_state(shape):
     """One ``(||dk||, ||dy||)`` pair whatever the state's shape (a batch, an image), not one pair per column."""
     g = torch.Generator().manual_seed(0)
     k_last, k_prev, y_last, y_prev = (torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(4))
+    expected = [math.sqrt(float(((k_last - k_prev) ** 2).sum())), math.sqrt(float(((y_last - y_prev) ** 2).sum()))]
     got = stiffness.stiffness_quantities(k_last.requires_grad_(), k_prev, y_last, y_prev)
     assert got.shape == (2,) and not got.requires_grad
-    expected = [math.sqrt(float(((k_last - k_prev) ** 2).sum())), math.sqrt(float(((y_last - y_prev) ** 2).sum()))]
     assert got.tolist() == pytest.approx(expected, rel=1e-12)
 
 
