@@ -104,7 +104,7 @@ def scaled_error_norm(
         value = norm.reduce(error.div_(scale))
         if extra is None:
             return norm.finish(value.tolist()), None
-        values = torch.cat([value.reshape(-1), extra.to(value.dtype)]).tolist()
+        values = torch.cat([value.reshape(-1), extra.to(value.dtype)]).tolist()  # one transfer for both
         own = value.numel()
         return norm.finish(values[0] if value.dim() == 0 else values[:own]), values[own:]
 

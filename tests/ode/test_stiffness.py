@@ -140,6 +140,17 @@ def test_equal_stage_inputs_say_nothing():
         d.observe(float(i), 1.0, [4.0, 0.0])  # ||y_last - y_prev|| = 0: no estimate, counted as non-stiff
 
 
+@pytest.mark.parametrize("shape", [(), (3,), (8, 2), (2, 4, 3, 3)])
+def test_quantities_are_two_norms_over_the_whole_state(shape):
+    """One ``(||dk||, ||dy||)`` pair whatever the state's shape (a batch, an image), not one pair per column."""
+    g = torch.Generator().manual_seed(0)
+    k_last, k_prev, y_last, y_prev = (torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(4))
+    expected = [math.sqrt(float(((k_last - k_prev) ** 2).sum())), math.sqrt(float(((y_last - y_prev) ** 2).sum()))]
+    got = stiffness.stiffness_quantities(k_last.requires_grad_(), k_prev, y_last, y_prev)
+    assert got.shape == (2,) and not got.requires_grad
+    assert got.tolist() == pytest.approx(expected, rel=1e-12)
+
+
 def test_unchecked_steps_only_count():
     d = detector()
     checks = 0
