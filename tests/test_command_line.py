@@ -100,7 +100,7 @@ def test_an_argument_of_the_optimizer_or_scheduler_class_is_named_with_how_to_se
         (["experiment=mnist_mlp,mnist_odenet"], "node-run: experiment=mnist_mlp,mnist_odenet gives several values, "
          "which only a sweep runs: add -m"),
         (["experiment=mnist_mlp", "model=foo"], "node-run: In 'config': Could not find 'model/foo'. Available options "
-         "in 'model': cnf, latent_ode, mlp, odenet, planar_nf, resnet, spiral_rnn (in the config of "
+         "in 'model': cnf, ffjord, latent_ode, mlp, odenet, planar_nf, resnet, spiral_rnn (in the config of "
          "experiment=mnist_mlp)."),
         (["experiment=mnist_mlp", "+model.hidden=3"], "An item is already at 'model.hidden'. Either remove + prefix: "
          "'model.hidden=3'. Or add a second + to add or override 'model.hidden': '++model.hidden=3'"),
