@@ -159,4 +159,5 @@ def test_missing_data_names_the_folder_and_both_fixes(tmp_path: Path) -> None:
 def test_a_bad_value_is_named_before_training(tiny_data_root: Path, tmp_path: Path, override: str, phrase: str) -> None:
     result = run_node_run(["experiment=mnist_odenet", *tiny_overrides(tiny_data_root, tmp_path), override])
     assert_clean_failure(result, phrase)
+    assert result.returncode == 1, "a bad value exits 1 (docs/guarantees.md); the command line's mistakes exit 2"
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()
