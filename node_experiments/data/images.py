@@ -9,7 +9,7 @@ fixes, not a torchvision stack trace; a damaged IDX file (a bad header, cut shor
 ``DataFormatError`` naming the file (``node_experiments.data.idx``). A setting that does not fit the data is a
 plain ``ValueError`` naming the argument as ``name=value``, where the names are the ``data`` group's keys; the
 validation boundary (``node_experiments.validation.config_arguments``) turns it into the config error naming
-``data.name``.
+``data.<name>``.
 """
 
 from __future__ import annotations

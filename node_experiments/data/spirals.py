@@ -36,7 +36,7 @@ seeded with ``seed``: the same settings give the same spirals.
 
 A setting that cannot work is a plain ``ValueError`` naming the argument as ``name=value`` (``check_spiral_arguments``
 states every rule once); the arguments are the ``data`` group's keys, and the validation boundary
-(``node_experiments.validation.config_arguments``) turns the message into the config error naming ``data.name``.
+(``node_experiments.validation.config_arguments``) turns the message into the config error naming ``data.<name>``.
 """
 
 from __future__ import annotations
