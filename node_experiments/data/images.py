@@ -29,7 +29,13 @@ from .idx import check_idx_split
 
 
 def load_image_dataset(
-    dataset: str, root: str | Path, *, train: bool, download: bool, transform: Any = None, num_classes: int | None = None
+    dataset: str,
+    root: str | Path,
+    *,
+    train: bool,
+    download: bool,
+    transform: Any = None,
+    num_classes: int | None = None,
 ) -> Dataset:
     """Return ``torchvision.datasets.<dataset>`` (train or test split) from ``root``, downloading it if allowed.
 
