@@ -9,12 +9,14 @@ Table 1 is built from them. Mistakes end in a short message, without a stack tra
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from hydra.core.hydra_config import HydraConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose, run_node_run, sweep_jobs, tiny_overrides
@@ -120,11 +122,18 @@ def node_run_here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
     What only a separate process shows (the exit status the shell sees, no stack trace on a real stderr) is checked
     once per exit status by the subprocess tests."""
     monkeypatch.setattr(sys, "argv", ["node-run", *args])
+    root = logging.getLogger()
+    hydra_config, handlers, level = HydraConfig.instance().cfg, root.handlers[:], root.level
     try:
         main()
         status = 0
     except SystemExit as exit:
         status = exit.code if isinstance(exit.code, int) else 1
+    finally:  # what Hydra's run sets for the process: the running config, the job's log handlers
+        HydraConfig.instance().cfg = hydra_config
+        for handler in set(root.handlers) - set(handlers):
+            handler.close()
+        root.handlers[:], root.level = handlers, level
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
