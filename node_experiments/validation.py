@@ -25,14 +25,16 @@ import difflib
 import importlib
 import inspect
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ConfigError, retired_adjoint_setting
+from .errors import ConfigError, RunError, retired_adjoint_setting
 
 Config = Mapping[str, Any]
 
@@ -499,6 +501,8 @@ def validate(cfg: DictConfig | Config) -> None:
         _check_image_dataset(config["data"]["dataset"])
     if "study" in config and config["study"]["_target_"] == NFE_STUDY:
         _check_reference_method(config["study"]["reference"]["method"])
+    if task in TASKS and TASKS[task][1] is SPIRAL_DATA:
+        _check_spirals(config["data"])
 
 
 def _resolved(cfg: DictConfig | Config) -> dict[str, Any]:
@@ -538,29 +542,6 @@ def _check_task(config: Config) -> str:
 
 
 def _check_data_consistency(data: Config, schema: Schema) -> None:
-    if schema is SPIRAL_DATA:
-        if data["test_size"] >= data["n_spirals"]:
-            raise ConfigError(
-                f"data.test_size={data['test_size']} must be below data.n_spirals={data['n_spirals']} so that both "
-                "splits hold spirals, e.g. data.test_size=200 of data.n_spirals=1000."
-            )
-        if data["n_obs"] > data["window"]:
-            raise ConfigError(
-                f"data.n_obs={data['n_obs']} is more than data.window={data['window']}: each spiral keeps n_obs of "
-                f"the window's grid times, e.g. data.n_obs={data['window']}."
-            )
-        if data["grid_points"] < 3 * data["window"]:
-            raise ConfigError(
-                f"data.grid_points={data['grid_points']} is too few for data.window={data['window']}: a spiral skips "
-                f"the first window of the curve and needs two after its start, e.g. "
-                f"data.grid_points={3 * data['window']}."
-            )
-        if data["test_range"] == "observed" and data["grid_points"] < 4 * data["window"]:
-            raise ConfigError(
-                f"data.test_range=observed needs data.grid_points >= {4 * data['window']} (four windows of "
-                f"data.window={data['window']}): test spirals then start one window earlier than training ones can; "
-                f"got data.grid_points={data['grid_points']}. Raise data.grid_points or use data.test_range=same."
-            )
     if schema is SAMPLE_DATA:
         sampler = data.get("sampler")
         if not isinstance(sampler, Mapping):
@@ -755,6 +736,33 @@ def _check_image_dataset(name: str) -> None:
     if not isinstance(getattr(datasets, name, None), type):
         raise ConfigError(f"data.dataset={show(name)} is not a torchvision.datasets class: use one with the MNIST "
                           "layout, e.g. data.dataset=MNIST or data.dataset=FashionMNIST.")  # fmt: skip
+
+
+def _check_spirals(data: Config) -> None:
+    """The spirals' settings together, by the data module's own rules (``check_spiral_arguments``)."""
+    from .data.spirals import check_spiral_arguments
+
+    with config_arguments("data", data):
+        check_spiral_arguments(**{name: data[name] for name in inspect.signature(check_spiral_arguments).parameters})
+
+
+@contextmanager
+def config_arguments(group: str, section: Config) -> Iterator[None]:
+    """Turn a ``ValueError`` raised below the boundary into the ``ConfigError`` naming the config key, in one place.
+
+    Data classes and functions name an argument in their messages as ``name=value`` (or ``name >= n``), where
+    ``name`` is a key of the ``group`` config section they were built from; each such name becomes ``group.name``,
+    so the message keeps its value, what is wrong and the fix, now in the command line's terms. A ``RunError``
+    (missing or damaged data) already speaks to the user and passes unchanged.
+    """
+    try:
+        yield
+    except RunError:
+        raise
+    except ValueError as error:
+        names = "|".join(sorted(map(re.escape, section), key=len, reverse=True))
+        message = re.sub(rf"(?<![\w.])({names})(?=\s?[<>]?=)", rf"{group}.\1", str(error))
+        raise ConfigError(message) from error
 
 
 # ---------------------------------------------------------------------------------------------- solver

@@ -1,4 +1,5 @@
-"""node-run end to end, through the installed console script in a subprocess, on tiny data.
+"""node-run end to end on tiny data: through the installed console script in a subprocess once per exit status,
+and in this process (``cli.main``) for each message.
 
 One sweep runs every MNIST experiment with ``debug=quick``, its data and output folders given by the environment
 (``NODE_DATA_DIR``, ``NODE_OUTPUT_DIR``); each writes summary.json, metrics.jsonl and the TensorBoard tags, and
@@ -8,14 +9,18 @@ Table 1 is built from them. Mistakes end in a short message, without a stack tra
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from hydra.core.hydra_config import HydraConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose, run_node_run, sweep_jobs, tiny_overrides
+from node_experiments.cli import main
 from node_experiments.reports.cli import main as report_main
 from node_experiments.training import train
 from node_experiments.training.checkpoint import load_checkpoint
@@ -112,40 +117,83 @@ def test_table1_from_the_sweep(runs: dict[str, Path], tmp_path: Path, capsys: py
         assert row[3:7] == ["0", "`debug=quick`", f"{100 * summary['test_error']:.2f}%", paper]
 
 
-def test_a_model_without_an_ode_has_no_solver_settings() -> None:
-    result = run_node_run(["experiment=mnist_resnet", "--cfg", "job"])
-    assert result.returncode == 0, result.stderr
-    config = yaml.safe_load(result.stdout)
+def node_run_here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """``node-run ARGS`` in this process (``cli.main``, as the console script calls it): exit status, stdout, stderr.
+    What only a separate process shows (the exit status the shell sees, no stack trace on a real stderr) is checked
+    once per exit status by the subprocess tests."""
+    monkeypatch.setattr(sys, "argv", ["node-run", *args])
+    root = logging.getLogger()
+    hydra_config, handlers, level = HydraConfig.instance().cfg, root.handlers[:], root.level
+    try:
+        main()
+        status = 0
+    except SystemExit as exit:
+        status = exit.code if isinstance(exit.code, int) else 1
+    finally:  # what Hydra's run sets for the process: the running config, the job's log handlers
+        HydraConfig.instance().cfg = hydra_config
+        for handler in set(root.handlers) - set(handlers):
+            handler.close()
+        root.handlers[:], root.level = handlers, level
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_clean_status(status: int, expected: int, err: str, *phrases: str) -> None:
+    assert status == expected, err
+    assert "Traceback" not in err, err
+    for phrase in phrases:
+        assert phrase in err, f"{phrase!r} not in:\n{err}"
+
+
+def test_a_model_without_an_ode_has_no_solver_settings(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    status, out, err = node_run_here(monkeypatch, capsys, "experiment=mnist_resnet", "--cfg", "job")
+    assert status == 0, err
+    config = yaml.safe_load(out)
     assert "solver" not in config and "solver" not in config["model"]
-    assert "solver" in yaml.safe_load(run_node_run(["experiment=mnist_odenet", "--cfg", "job"]).stdout)
+    assert "solver" in yaml.safe_load(node_run_here(monkeypatch, capsys, "experiment=mnist_odenet", "--cfg", "job")[1])
 
 
-def test_bare_node_run_lists_the_experiments() -> None:
-    assert_clean_failure(run_node_run([]), "no experiment given", *MNIST_EXPERIMENTS)
+# One end-to-end subprocess test per exit status: 0 is the sweep above (`runs`), 2 a command-line mistake, 1 a
+# mistake found once the config is composed; 128 + the signal's number is tests/test_signals.py's, a failed sweep
+# job's 1 tests/test_sweeps.py's.
+def test_bare_node_run_lists_the_experiments_and_exits_2() -> None:
+    result = run_node_run([])
+    assert_clean_failure(result, "no experiment given", *MNIST_EXPERIMENTS)
+    assert result.returncode == 2
 
 
-def test_a_misspelt_experiment_is_named_with_the_list() -> None:
-    assert_clean_failure(
-        run_node_run(["experiment=mnist_odnet"]), "unknown experiment 'mnist_odnet'", "experiment=mnist_odenet",
-        *MNIST_EXPERIMENTS,
-    )
+def test_a_bad_value_is_named_before_training_and_exits_1(tiny_data_root: Path, tmp_path: Path) -> None:
+    override = "trainer.max_epochs=1.5"
+    result = run_node_run(["experiment=mnist_odenet", *tiny_overrides(tiny_data_root, tmp_path), override])
+    assert_clean_failure(result, "trainer.max_epochs=1.5: the number of epochs to train must be a whole number")
+    assert result.returncode == 1
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()
 
 
-def test_an_unknown_key_is_named_with_the_closest_real_key(tmp_path: Path) -> None:
-    result = run_node_run(["experiment=mnist_odenet", "trainer.max_epoch=2", f"hydra.run.dir={tmp_path}"])
-    assert_clean_failure(result, "Could not override 'trainer.max_epoch'", "Did you mean trainer.max_epochs=2?")
+def test_a_misspelt_experiment_is_named_with_the_list(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    status, _, err = node_run_here(monkeypatch, capsys, "experiment=mnist_odnet")
+    assert_clean_status(status, 2, err, "unknown experiment 'mnist_odnet'", "experiment=mnist_odenet",
+                        *MNIST_EXPERIMENTS)  # fmt: skip
+
+
+def test_an_unknown_key_is_named_with_the_closest_real_key(monkeypatch: pytest.MonkeyPatch, capsys,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    status, _, err = node_run_here(monkeypatch, capsys, "experiment=mnist_odenet", "trainer.max_epoch=2",
+                                   f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert_clean_status(status, 2, err, "Could not override 'trainer.max_epoch'", "Did you mean trainer.max_epochs=2?")
     assert not any(tmp_path.iterdir())
 
 
-def test_the_retired_adjoint_flag_is_answered_with_its_replacement() -> None:
-    result = run_node_run(["experiment=mnist_odenet", "solver.adjoint=false"])
-    assert_clean_failure(result, "solver.adjoint=false is no longer a setting", "solver.gradient=backprop")
+def test_the_retired_adjoint_flag_is_answered_with_its_replacement(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    status, _, err = node_run_here(monkeypatch, capsys, "experiment=mnist_odenet", "solver.adjoint=false")
+    assert_clean_status(status, 2, err, "solver.adjoint=false is no longer a setting", "solver.gradient=backprop")
 
 
-def test_missing_data_names_the_folder_and_both_fixes(tmp_path: Path) -> None:
-    result = run_node_run(["experiment=mnist_mlp", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
-                           f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
-    assert_clean_failure(result, str(tmp_path / "nowhere" / "MNIST" / "raw"), "data.download=true", "data.root=")
+def test_missing_data_names_the_folder_and_both_fixes(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path) -> None:
+    status, _, err = node_run_here(monkeypatch, capsys, "experiment=mnist_mlp", f"data.root={tmp_path / 'nowhere'}",
+                                   "data.download=false", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert_clean_status(status, 1, err, str(tmp_path / "nowhere" / "MNIST" / "raw"), "data.download=true",
+                        "data.root=")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -153,11 +201,11 @@ def test_missing_data_names_the_folder_and_both_fixes(tmp_path: Path) -> None:
     [
         ("solver.rtol=-1", "solver.rtol=-1"),
         ("trainer.grad_clip_norm=-1", "trainer.grad_clip_norm=-1: the largest global norm"),
-        ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5: the number of epochs to train must be a whole number"),
     ],
 )
-def test_a_bad_value_is_named_before_training(tiny_data_root: Path, tmp_path: Path, override: str, phrase: str) -> None:
-    result = run_node_run(["experiment=mnist_odenet", *tiny_overrides(tiny_data_root, tmp_path), override])
-    assert_clean_failure(result, phrase)
-    assert result.returncode == 1, "a bad value exits 1 (docs/guarantees.md); the command line's mistakes exit 2"
+def test_a_bad_value_is_named_before_training(monkeypatch: pytest.MonkeyPatch, capsys, tiny_data_root: Path,
+                                              tmp_path: Path, override: str, phrase: str) -> None:  # fmt: skip
+    status, _, err = node_run_here(monkeypatch, capsys, "experiment=mnist_odenet",
+                                   *tiny_overrides(tiny_data_root, tmp_path), override)  # fmt: skip
+    assert_clean_status(status, 1, err, phrase)
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()

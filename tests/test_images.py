@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,11 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
-from conftest import mnist_data_config
+from conftest import compose, mnist_data_config
 from node_experiments.data.augment import crop_padded, random_offsets
 from node_experiments.data.images import DeviceBatches, ImageTensors, image_classification_loaders, load_image_dataset
 from node_experiments.errors import ConfigError
+from node_experiments.tasks.classification import ClassificationTask
 
 PADDING = 4
 SIDE = 2 * PADDING + 1  # offsets per axis: 0 .. 8
@@ -124,9 +126,35 @@ def test_the_training_loader_shuffles_with_the_given_generator(tiny_data_root: P
 
 @pytest.mark.parametrize(
     ("override", "phrase"),
-    [("data.image_size=32", "data.image_size=32"), ("data.train_subset=65", "data.train_subset=65 is more than the 64"),
-     ("data.test_subset=33", "data.test_subset=33 is more than the 32")],
+    [("data.image_size=32", "image_size=32 say (1, 32, 32). Set them to the data set's, e.g. channels=1 image_size=28"),
+     ("data.train_subset=65", "train_subset=65 is more than the 64 images there are: give at most 64, e.g. "
+      "train_subset=64"),
+     ("data.test_subset=33", "test_subset=33 is more than the 32")],
 )  # fmt: skip
-def test_settings_that_do_not_fit_the_data_are_named(tiny_data_root: Path, override: str, phrase: str) -> None:
-    with pytest.raises(ConfigError, match=phrase):
+def test_settings_that_do_not_fit_the_data_are_value_errors_naming_the_argument(
+    tiny_data_root: Path, override: str, phrase: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(phrase)) as raised:
         image_classification_loaders(mnist_data_config(tiny_data_root, override), torch.Generator())
+    assert not isinstance(raised.value, ConfigError) and "data." not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "phrase"),
+    [("data.image_size=32", "but data.channels=1 and data.image_size=32 say (1, 32, 32). Set them to the data set's, "
+      "e.g. data.channels=1 data.image_size=28."),
+     ("data.train_subset=65", "data.train_subset=65 is more than the 64 images there are: give at most 64, e.g. "
+      "data.train_subset=64, or data.train_subset=null for all of them.")],
+)  # fmt: skip
+def test_the_task_names_the_config_key_of_a_setting_that_does_not_fit(
+    tiny_data_root: Path, override: str, phrase: str
+) -> None:
+    cfg = compose("mnist_mlp", [f"data.root={tiny_data_root}", "data.download=false", override])
+    with pytest.raises(ConfigError, match=re.escape(phrase)):
+        ClassificationTask(cfg, torch.device("cpu")).dataloaders(torch.Generator())
+
+
+def test_an_unknown_dataset_is_a_value_error_naming_the_argument(tiny_data_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"dataset='MNST' is not a torchvision\.datasets class: use one with the "
+                       r"MNIST layout, e\.g\. dataset=MNIST"):  # fmt: skip
+        load_image_dataset("MNST", tiny_data_root, train=True, download=False)

@@ -176,3 +176,17 @@ def test_table2_names_what_it_cannot_do_with_records(sweep: Path, tmp_path: Path
     assert "grid.json cannot be read (KeyError: 'overrides')" in capsys.readouterr().err
     assert main(["table2", str(tmp_path)]) == 1, "a run and its records in one folder are two grids"
     assert "holds two spiral_rnn runs at n_obs=30, seed 10" in capsys.readouterr().err
+
+
+def test_table2_takes_a_folder_of_single_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Runs started one by one (``node-run``, no ``-m``) into one folder: no multirun.yaml and no grid.json, the
+    grid labelled by the overrides all its runs share, its wall time unknown."""
+    folder = tmp_path / "singles"
+    for (experiment, seed), value in VALUES.items():
+        spiral_run(folder / f"{experiment}_{seed}", experiment, seed, value, overrides=("data.noise=0.3",))
+    assert not (folder / "multirun.yaml").exists() and not (folder / "grid.json").exists()
+    lines = report(capsys, "table2", str(folder)).splitlines()
+    assert f"| `data.noise=0.3` | RNN | 30 | 0.3937 | {seed_cells([0.5, 0.7], [10, 11])} |" in lines
+    assert f"|  | Latent ODE | 30 | 0.1642 | {seed_cells([0.2, 0.8, 0.3], [10, 11, 12])} |" in lines
+    assert ("`data.noise=0.3` (singles): 5 runs, seeds [10, 11, 12], training 50 min (all runs); not completed: "
+            "spiral_rnn_12") in lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -18,7 +19,8 @@ from node_experiments.data.spirals import (
     spiral_loaders,
     split_spirals,
 )
-from node_experiments.errors import ConfigError
+from node_experiments.errors import ConfigError, DataFormatError
+from node_experiments.validation import config_arguments
 
 SMALL = dict(n_spirals=40, n_obs=30, window=50, grid_points=400, noise=0.1, seed=3)
 
@@ -189,24 +191,52 @@ def test_loaders_split_and_shuffle_with_the_generator() -> None:
 
 
 @pytest.mark.parametrize(
-    "change, key",
+    "change, phrase",
     [
-        ({"n_obs": 51}, "data.n_obs=51"),
-        ({"n_obs": 0}, "data.n_obs=0"),
-        ({"noise": -0.1}, "data.noise=-0.1"),
-        ({"grid_points": 100}, "data.grid_points=100"),
-        ({"window": 0}, "data.window=0"),
-        ({"n_spirals": 1}, "data.n_spirals=1"),
-        ({"curve": "round"}, "data.curve='round'"),
-        ({"test_range": "all"}, "data.test_range='all'"),
-        ({"test_range": "observed", "grid_points": 199}, "data.test_range=observed needs data.grid_points >= 200"),
+        ({"n_obs": 51}, "n_obs=51 is more than window=50: each spiral keeps n_obs of the window's grid times, e.g. "
+         "n_obs=50."),
+        ({"n_obs": 0}, "n_obs=0 must be at least 1"),
+        ({"noise": -0.1}, "noise=-0.1 must be a finite standard deviation >= 0, e.g. noise=0.1."),
+        ({"grid_points": 100}, "grid_points=100 is too few for window=50"),
+        ({"window": 0}, "window=0 must be a positive number of grid times"),
+        ({"n_spirals": 1}, "n_spirals=1 must be at least 2"),
+        ({"test_size": 40}, "test_size=40 must be below n_spirals=40"),
+        ({"curve": "round"}, "curve='round' is not a choice of curve: use one of mirrored, torchdiffeq_example."),
+        ({"test_range": "all"}, "test_range='all' is not a choice of test_range"),
+        ({"test_range": "observed", "grid_points": 199}, "test_range=observed needs grid_points >= 200"),
     ],
-)
-def test_bad_settings_name_the_key(change: dict, key: str) -> None:
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+)  # fmt: skip
+def test_bad_settings_are_value_errors_naming_the_argument(change: dict, phrase: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(phrase)) as raised:
         make_spirals(**{**SMALL, **change})
+    assert not isinstance(raised.value, ConfigError)
 
 
-def test_bad_test_size_names_the_key(spirals) -> None:
-    with pytest.raises(ConfigError, match=r"data\.test_size=40"):
+def test_bad_test_size_names_the_argument(spirals) -> None:
+    with pytest.raises(ValueError, match=r"test_size=40 must be at least 1 and below n_spirals=40"):
         split_spirals(spirals, 40)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"n_obs": 51}, "data.n_obs=51 is more than data.window=50: each spiral keeps n_obs of the window's grid "
+         "times, e.g. data.n_obs=50."),
+        ({"test_range": "observed", "grid_points": 199}, "data.test_range=observed needs data.grid_points >= 200 "
+         "(four windows of data.window=50): test spirals then start one window earlier than training ones can; got "
+         "data.grid_points=199. Raise it, e.g. data.grid_points=200, or use data.test_range=same."),
+    ],
+)  # fmt: skip
+def test_the_boundary_names_the_config_keys_once(change: dict, message: str) -> None:
+    data = {**SMALL, "curve": "mirrored", "test_size": 10, "test_range": "same", **change}
+    with pytest.raises(ConfigError) as raised, config_arguments("data", data):
+        make_spirals(**data)
+    assert str(raised.value) == message
+    assert isinstance(raised.value.__cause__, ValueError) and "data." not in str(raised.value.__cause__)
+
+
+def test_the_boundary_passes_run_errors_and_other_exceptions_unchanged() -> None:
+    for error in (DataFormatError("data.root=x: a damaged file"), TypeError("n_obs=1")):
+        with pytest.raises(type(error)) as raised, config_arguments("data", {"n_obs": 1, "root": "x"}):
+            raise error
+        assert raised.value is error

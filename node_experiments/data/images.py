@@ -6,7 +6,10 @@ Each split is decoded once into a uint8 tensor; batches are copied to the model'
 and converted to floats there, a whole batch at a time (``augment.py``), instead of image by image through PIL.
 A missing data set (download off) or a failed download is a ``DataNotFoundError`` naming the folder and the two
 fixes, not a torchvision stack trace; a damaged IDX file (a bad header, cut short, labels out of range) is a
-``DataFormatError`` naming the file (``node_experiments.data.idx``).
+``DataFormatError`` naming the file (``node_experiments.data.idx``). A setting that does not fit the data is a
+plain ``ValueError`` naming the argument as ``name=value``, where the names are the ``data`` group's keys; the
+validation boundary (``node_experiments.validation.config_arguments``) turns it into the config error naming
+``data.<name>``.
 """
 
 from __future__ import annotations
@@ -20,24 +23,31 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 
-from ..errors import ConfigError, DataNotFoundError
+from ..errors import DataNotFoundError
 from .augment import crop_padded, random_offsets
 from .idx import check_idx_split
 
 
 def load_image_dataset(
-    name: str, root: str | Path, *, train: bool, download: bool, transform: Any = None, num_classes: int | None = None
+    dataset: str,
+    root: str | Path,
+    *,
+    train: bool,
+    download: bool,
+    transform: Any = None,
+    num_classes: int | None = None,
 ) -> Dataset:
-    """Return ``torchvision.datasets.<name>`` (train or test split) from ``root``, downloading it if allowed.
+    """Return ``torchvision.datasets.<dataset>`` (train or test split) from ``root``, downloading it if allowed.
 
     The split's IDX files are checked first (and again after a failed read, in case it downloaded them), labels
     against ``num_classes`` when it is given.
     """
+    name = dataset
     dataset_class = getattr(datasets, name, None)
-    if dataset_class is None:
-        raise ConfigError(
-            f"data.dataset={name!r} is not a torchvision.datasets class. Use one with the MNIST layout, such as "
-            "MNIST or FashionMNIST."
+    if not isinstance(dataset_class, type):
+        raise ValueError(
+            f"dataset={name!r} is not a torchvision.datasets class: use one with the MNIST layout, e.g. "
+            "dataset=MNIST or dataset=FashionMNIST."
         )
     root = Path(root).expanduser().resolve()
     folder = root / name / "raw"
@@ -62,20 +72,20 @@ def load_image_dataset(
 
 
 def load_image_tensors(
-    name: str, root: str | Path, *, train: bool, download: bool, num_classes: int | None = None
+    dataset: str, root: str | Path, *, train: bool, download: bool, num_classes: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A split of an MNIST-layout data set decoded once: uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``.
 
     torchvision's MNIST classes decode the IDX files into one tensor when they are built (``dataset.data``); the
     images are taken from there instead of through PIL one at a time.
     """
-    dataset = load_image_dataset(name, root, train=train, download=download, num_classes=num_classes)
-    images, labels = getattr(dataset, "data", None), getattr(dataset, "targets", None)
+    loaded = load_image_dataset(dataset, root, train=train, download=download, num_classes=num_classes)
+    images, labels = getattr(loaded, "data", None), getattr(loaded, "targets", None)
     images = None if images is None else torch.as_tensor(images)
     if images is None or labels is None or images.dtype != torch.uint8:
-        raise ConfigError(
-            f"data.dataset={name!r} does not hold its images as one array of bytes (.data, uint8, and .targets): use "
-            "a data set with the MNIST layout, such as MNIST or FashionMNIST."
+        raise ValueError(
+            f"dataset={dataset!r} does not hold its images as one array of bytes (.data, uint8, and .targets): use "
+            "a data set with the MNIST layout, e.g. dataset=MNIST or dataset=FashionMNIST."
         )
     if images.dim() == 3:  # (N, H, W): one channel
         images = images.unsqueeze(1)
@@ -86,20 +96,20 @@ def _check_shape(images: torch.Tensor, data: Mapping[str, Any]) -> None:
     """The decoded images must have the channels and size that the ``data`` group promises the model."""
     expected = (data["channels"], data["image_size"], data["image_size"])
     if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-        raise ConfigError(
-            f"data.dataset={data['dataset']!r} holds images shaped {tuple(images.shape[1:])} (channels, height, "
-            f"width), but data.channels={data['channels']} and data.image_size={data['image_size']} say {expected}. "
-            "Set data.channels and data.image_size to the data set's."
+        raise ValueError(
+            f"dataset={data['dataset']!r} holds images shaped {tuple(images.shape[1:])} (channels, height, width), "
+            f"but channels={data['channels']} and image_size={data['image_size']} say {expected}. Set them to the "
+            f"data set's, e.g. channels={images.shape[1]} image_size={images.shape[-1]}."
         )
 
 
-def _first(count: int | None, available: int, key: str) -> slice:
+def _first(count: int | None, available: int, name: str) -> slice:
     """The first ``count`` of ``available`` examples (all of them when ``count`` is None); more than there are is
-    an error, not a silent cap (the one check of ``key`` that needs the data)."""
+    an error, not a silent cap (the one check of the setting ``name`` that needs the data)."""
     if count is not None and count > available:
-        raise ConfigError(
-            f"{key}={count} is more than the {available:,} images there are: give at most {available}, or "
-            f"{key}=null for all of them."
+        raise ValueError(
+            f"{name}={count} is more than the {available:,} images there are: give at most {available}, e.g. "
+            f"{name}={available}, or {name}=null for all of them."
         )
     return slice(count)
 
@@ -178,16 +188,16 @@ def image_classification_loaders(
     """
     padding = data["random_crop_padding"]  # checked with the rest of the config (node_experiments.validation)
 
-    def split(train: bool, count: int | None, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def split(train: bool, count: int | None, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = load_image_tensors(
             data["dataset"], data["root"], train=train, download=data["download"], num_classes=data["num_classes"]
         )
         _check_shape(images, data)
-        keep = _first(count, len(labels), key)
+        keep = _first(count, len(labels), name)
         return images[keep], labels[keep]
 
-    train_set = ImageTensors(*split(True, data["train_subset"], "data.train_subset"), crop_padding=padding)
-    test_set = ImageTensors(*split(False, data["test_subset"], "data.test_subset"))
+    train_set = ImageTensors(*split(True, data["train_subset"], "train_subset"), crop_padding=padding)
+    test_set = ImageTensors(*split(False, data["test_subset"], "test_subset"))
     # Workers are restarted each epoch and seeded from `generator`, so a resumed run augments identically.
     common = dict(
         collate_fn=_whole_batch,

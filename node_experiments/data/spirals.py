@@ -33,6 +33,10 @@ its own irregular times; its observations are the noisy series there. Directions
 counter-clockwise), so the data set, and both splits when their sizes are even, hold as many spirals of each
 direction. The last ``test_size`` spirals are the test split. Everything is drawn from one ``torch.Generator``
 seeded with ``seed``: the same settings give the same spirals.
+
+A setting that cannot work is a plain ``ValueError`` naming the argument as ``name=value`` (``check_spiral_arguments``
+states every rule once); the arguments are the ``data`` group's keys, and the validation boundary
+(``node_experiments.validation.config_arguments``) turns the message into the config error naming ``data.<name>``.
 """
 
 from __future__ import annotations
@@ -45,8 +49,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-
-from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +102,9 @@ TEST_RANGES = ("same", "observed")
 EXAMPLE_OFFSET = 5.0
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"data.{key}={value!r} is not a choice of data.{key}: use one of {', '.join(choices)}.")
+        raise ValueError(f"{name}={value!r} is not a choice of {name}: use one of {', '.join(choices)}.")
 
 
 def _polar(radius: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -153,9 +155,8 @@ def make_spirals(
     ``test_size`` and ``test_range`` place the starts of the last ``test_size`` spirals (the test split of
     ``split_spirals``); with ``test_range="same"`` they are drawn like all the others.
     """
-    _check_sizes(n_spirals=n_spirals, n_obs=n_obs, noise=noise, window=window, grid_points=grid_points)
-    _check_choice("curve", curve, CURVES)
-    _check_test_range(test_range, window=window, grid_points=grid_points)
+    check_spiral_arguments(n_spirals=n_spirals, n_obs=n_obs, noise=noise, window=window, grid_points=grid_points,
+                           curve=curve, test_size=test_size, test_range=test_range)  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
     dt = 2 * math.pi * turns / (grid_points - 1)
     offsets = torch.arange(2 * window)
@@ -190,33 +191,40 @@ def make_spirals(
     )
 
 
-def _check_sizes(*, n_spirals: int, n_obs: int, noise: float, window: int, grid_points: int) -> None:
-    """Raise ``ConfigError`` naming the ``data.*`` key of a value that cannot work."""
+def check_spiral_arguments(
+    *, n_spirals: int, n_obs: int, noise: float, window: int, grid_points: int, curve: str, test_size: int,
+    test_range: str
+) -> None:
+    """Raise ``ValueError`` naming the argument (``name=value``), what is wrong and a value that works, for
+    settings of ``make_spirals`` that cannot work alone or together."""
     if window < 1:
-        raise ConfigError(f"data.window={window} must be a positive number of grid times (the paper uses 100).")
-    if not 1 <= n_obs <= window:
-        raise ConfigError(
-            f"data.n_obs={n_obs} must be between 1 and data.window={window}: each spiral keeps n_obs of the "
-            f"window's grid times (the paper's Table 2 uses 30, 50 and 100)."
-        )
+        raise ValueError(f"window={window} must be a positive number of grid times, e.g. window=100 (the paper's).")
+    if n_obs < 1:
+        raise ValueError(f"n_obs={n_obs} must be at least 1: each spiral keeps n_obs of the window's grid times, "
+                         "e.g. n_obs=100 (the paper's Table 2 uses 30, 50 and 100).")  # fmt: skip
+    if n_obs > window:
+        raise ValueError(f"n_obs={n_obs} is more than window={window}: each spiral keeps n_obs of the window's grid "
+                         f"times, e.g. n_obs={window}.")  # fmt: skip
     if grid_points < 3 * window:
-        raise ConfigError(
-            f"data.grid_points={grid_points} is too few for data.window={window}: a spiral skips the first window "
-            f"of the curve and needs two windows after its start, so grid_points must be at least {3 * window}."
+        raise ValueError(
+            f"grid_points={grid_points} is too few for window={window}: a spiral skips the first window of the curve "
+            f"and needs two windows after its start, e.g. grid_points={3 * window}."
         )
     if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
-        raise ConfigError(f"data.noise={noise!r} must be a finite standard deviation >= 0 (e.g. data.noise=0.1).")
+        raise ValueError(f"noise={noise!r} must be a finite standard deviation >= 0, e.g. noise=0.1.")
     if n_spirals < 2:
-        raise ConfigError(f"data.n_spirals={n_spirals} must be at least 2 (one for training, one for testing).")
-
-
-def _check_test_range(test_range: str, *, window: int, grid_points: int) -> None:
+        raise ValueError(f"n_spirals={n_spirals} must be at least 2 (one for training, one for testing), "
+                         "e.g. n_spirals=1000.")  # fmt: skip
+    if not 0 <= test_size < n_spirals:
+        raise ValueError(f"test_size={test_size} must be below n_spirals={n_spirals} (and not negative) so that "
+                         "both splits hold spirals, e.g. test_size=200 of n_spirals=1000.")  # fmt: skip
+    _check_choice("curve", curve, CURVES)
     _check_choice("test_range", test_range, TEST_RANGES)
     if test_range == "observed" and grid_points < 4 * window:
-        raise ConfigError(
-            f"data.test_range=observed needs data.grid_points >= {4 * window} (four windows of data.window="
-            f"{window}): test spirals then start one window earlier than training ones can; got "
-            f"data.grid_points={grid_points}. Raise data.grid_points or use data.test_range=same."
+        raise ValueError(
+            f"test_range=observed needs grid_points >= {4 * window} (four windows of window={window}): test spirals "
+            f"then start one window earlier than training ones can; got grid_points={grid_points}. Raise it, e.g. "
+            f"grid_points={4 * window}, or use test_range=same."
         )
 
 
@@ -238,9 +246,9 @@ class SpiralDataset(Dataset):
 def split_spirals(spirals: Spirals, test_size: int) -> tuple[Spirals, Spirals]:
     """The fixed train/test split: the last ``test_size`` spirals are the test set."""
     if not 1 <= test_size < len(spirals):
-        raise ConfigError(
-            f"data.test_size={test_size} must be at least 1 and below data.n_spirals={len(spirals)}, so that both "
-            "splits hold spirals (the default keeps 200 of the 1000 for testing)."
+        raise ValueError(
+            f"test_size={test_size} must be at least 1 and below n_spirals={len(spirals)}, so that both splits hold "
+            "spirals, e.g. test_size=200 of n_spirals=1000."
         )
     cut = len(spirals) - test_size
     return spirals.subset(slice(0, cut)), spirals.subset(slice(cut, None))
@@ -280,9 +288,6 @@ def spiral_loaders(data: Mapping[str, Any], generator: torch.Generator) -> tuple
         "seed %d.", data["curve"], len(train_set), len(test_set), data["test_range"], data["n_obs"], data["window"],
         data["noise"], data["seed"],
     )
-    for key in ("batch_size", "test_batch_size"):
-        if data[key] < 1:
-            raise ConfigError(f"data.{key}={data[key]} must be a positive number of spirals per batch.")
     train_loader = DataLoader(
         SpiralDataset(train_set), batch_size=data["batch_size"], shuffle=True, drop_last=False, generator=generator
     )

@@ -48,6 +48,7 @@ from ..models import ODEBlock
 from ..ode import odeint, record_stats
 from ..training import resolve_device, seed_everything
 from ..training.run_logger import SUMMARY_FILE, RunLogger, write_json
+from ..validation import config_arguments
 from .figures import Rows, figure3_panels, memory_figure
 from .memory_study import measure_memory
 from .trained_run import load_trained_run, solver_settings
@@ -144,8 +145,9 @@ def fit_through_origin(x: Sequence[float], y: Sequence[float]) -> float:
 
 def evaluation_batches(data: Mapping[str, Any], batch_size: int, num_batches: int, device: torch.device) -> list[Batch]:
     """The first ``num_batches`` batches of the test split of the ``data`` group's data set, unaugmented."""
-    dataset = load_image_dataset(data["dataset"], data["root"], train=False, download=data["download"],
-                                 transform=transforms.ToTensor(), num_classes=data["num_classes"])  # fmt: skip
+    with config_arguments("data", data):
+        dataset = load_image_dataset(data["dataset"], data["root"], train=False, download=data["download"],
+                                     transform=transforms.ToTensor(), num_classes=data["num_classes"])  # fmt: skip
     subset = Subset(dataset, range(min(len(dataset), batch_size * num_batches)))
     return [(images.to(device), labels.to(device)) for images, labels in DataLoader(subset, batch_size=batch_size)]
 

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from ..data.images import DeviceBatches, image_classification_loaders
+from ..validation import config_arguments
 from .base import Task, add_regularization, to_device
 
 
@@ -22,7 +23,8 @@ class ClassificationTask(Task):
         return instantiate(self.cfg.model, _convert_="all")
 
     def dataloaders(self, generator: torch.Generator) -> tuple[DeviceBatches, DeviceBatches]:
-        return image_classification_loaders(self.cfg.data, generator, self.device)
+        with config_arguments("data", self.cfg.data):
+            return image_classification_loaders(self.cfg.data, generator, self.device)
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, labels = batch

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from ..data.spirals import TEST_RANGES, SpiralDataset, spiral_loaders, spiral_splits
 from ..models.latent_ode import LatentODE
+from ..validation import config_arguments
 from .base import Task, add_regularization, to_device
 from .sequence_figures import latent_dimensions_figure, latent_trajectories_figure, predictions_figure
 from .sequence_metrics import PredictionErrors, latent_gaps
@@ -57,12 +58,14 @@ class SequenceTask(Task):
 
     def dataloaders(self, generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
         data = self.cfg.data
-        train_loader, test_loader = spiral_loaders(data, generator)
-        train_spirals = train_loader.dataset.spirals
         other_range = next(name for name in TEST_RANGES if name != data.test_range)
+        with config_arguments("data", data):
+            train_loader, test_loader = spiral_loaders(data, generator)
+            other_test_set = spiral_splits(data, test_range=other_range)[1]
+        train_spirals = train_loader.dataset.spirals
         self.extra_sets = {
             "train_spirals": train_spirals.subset(slice(0, data.test_size)),
-            f"{other_range}_range": spiral_splits(data, test_range=other_range)[1],
+            f"{other_range}_range": other_test_set,
         }
         self.following_start = float(train_spirals.times[train_spirals.window])  # the following window's t = 0
         return train_loader, test_loader
