@@ -24,6 +24,7 @@ from node_experiments.models.regularization import (
 )
 from node_experiments.ode import GRADIENTS, odeint, record_stats
 from node_experiments.tasks.base import build_task
+from test_flows import Linear  # dz/dt = A z, whose Jacobian is A everywhere
 
 TIGHT = dict(method="dopri5", rtol=1e-10, atol=1e-10)
 BOTH = {"kinetic": 1.0, "jacobian": 1.0}
@@ -207,17 +208,6 @@ def test_bad_weights_are_refused(value: dict, message: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- the CNF
-class Linear(nn.Module):
-    """dz/dt = A z, whose Jacobian is A everywhere."""
-
-    def __init__(self, matrix: torch.Tensor) -> None:
-        super().__init__()
-        self.matrix = nn.Parameter(matrix)
-
-    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return z @ self.matrix.t()
-
-
 @pytest.mark.parametrize("trace", ["exact", "hutchinson"])
 def test_a_regularized_cnf_integrates_the_penalties_beside_its_density(trace: str) -> None:
     """dz/dt = A z: the log-density is the plain CNF's (tr A, or e^T A e for Hutchinson's probe e); the Frobenius
