@@ -13,6 +13,9 @@
   (``data.n_obs=30,50``) is applied only to each job's config and runs. Once ``key_problem`` has checked that
   every job's config has the key, such single values are passed as ``++key=value``, which the sweep-level config
   accepts and each job applies to the key it has.
+
+The command line and the composed configs are read as Hydra reads them, through ``hydra_adapter`` (the one module
+that touches Hydra's and OmegaConf's non-public names).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from importlib.resources import files
 
 from .errors import retired_adjoint_setting
+from .hydra_adapter import command_line_args, config_node, dotted_keys, override_parser, raw_value
 
 CONFIG_PACKAGE = "node_experiments.configs"
 USAGE = "usage: node-run experiment=NAME [key=value ...]    (node-run -m experiment=A,B ... for a sweep)"
@@ -98,11 +102,8 @@ def retired_setting_problem(args: Sequence[str]) -> str | None:
 
 def mode_problem(argv: Sequence[str]) -> str | None:
     """A message when the command line asks for two of Hydra's modes at once (it raises a bare ValueError)."""
-    from hydra._internal.utils import get_args_parser
-
-    try:
-        args, _ = get_args_parser().parse_known_args(list(argv))
-    except SystemExit:
+    args = command_line_args(argv)
+    if args is None:
         return None
     modes = [flag for flag, on in (("--run", args.run), ("--multirun", args.multirun), ("--cfg", args.cfg),
                                    ("--info", args.info), ("--shell-completion", args.shell_completion)) if on]  # fmt: skip
@@ -118,15 +119,12 @@ def syntax_problem(argv: Sequence[str]) -> str | None:
     """A message for a setting Hydra's override grammar rejects (``trainer.max_epochs`` without ``=VALUE``, an
     unclosed bracket) or several values without ``-m``, naming it and the form that works; None when every setting
     parses."""
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    try:
-        args, _ = get_args_parser().parse_known_args(list(argv))
-    except SystemExit:
+    args = command_line_args(argv)
+    if args is None:
         return None
-    parser = OverridesParser.create()
+    parser = override_parser()
     parsed, broken = [], []
     for arg in args.overrides:
         try:
@@ -168,12 +166,12 @@ def _current_value(overrides: Sequence, key: str) -> str | None:
     choices = next(_group_choices(overrides), ([], ""))[0]
     try:
         with initialize_config_module(CONFIG_PACKAGE, version_base="1.3"):
-            node = _node(compose("config", overrides=choices), key)
+            node = config_node(compose("config", overrides=choices), key)
     except Exception:  # a config that does not compose: Hydra says why once the setting is fixed
         return None
     if node is None or isinstance(node, (DictConfig, ListConfig)):
         return None
-    value = node._value()
+    value = raw_value(node)
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -216,6 +214,9 @@ def key_problem(argv: Sequence[str]) -> str | None:
     jobs = list(itertools.islice(_group_choices(overrides), MAX_CHECKED_JOBS + 1))
     if len(jobs) > MAX_CHECKED_JOBS:
         return None
+    # One composition per job: which keys a job's config has follows from its whole defaults list (an experiment
+    # picks groups and adds keys), which only composing it tells; the sweep-level config Hydra composes first is
+    # made of the default groups (module docstring), so no single composition can answer for every job.
     lacking: dict[str, list[str]] = {o.key_or_group: [] for o in values}
     first = None
     with initialize_config_module(CONFIG_PACKAGE, version_base="1.3"):
@@ -226,7 +227,7 @@ def key_problem(argv: Sequence[str]) -> str | None:
                 return f"node-run: {_one_paragraph(str(error))} (in the config of {label}).\n{USAGE}"
             first = first if first is not None else cfg
             for key in lacking:
-                if _node(cfg, key) is None:
+                if config_node(cfg, key) is None:
                     lacking[key].append(label)
     for override in values:
         key = override.key_or_group
@@ -246,7 +247,7 @@ def key_problem(argv: Sequence[str]) -> str | None:
         close = _closest_key(first, key)
         hint = f" Did you mean {close}={value}?" if close else ""
         group = key.split(".")[0]
-        missing = f"no {group} group" if _node(first, group) is None else f"no key {key}"
+        missing = f"no {group} group" if config_node(first, group) is None else f"no key {key}"
         return (
             f"node-run: Could not override '{key}': Key '{key.rsplit('.', 1)[-1]}' is not in struct (the config of "
             f"{lacking[key][0]} has {missing}).{hint} To add a new key instead, use +{key}={value}."
@@ -286,14 +287,14 @@ def hydra_arguments(argv: Sequence[str]) -> list[str]:
 # ------------------------------------------------------------------------------------------------ helpers
 def _parse(argv: Sequence[str]) -> tuple[list, bool] | None:
     """Hydra's parse of the command line: (the overrides, whether it is a multirun); None when it does not parse."""
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    args = command_line_args(argv)
+    if args is None:
+        return None
     try:
-        args, _ = get_args_parser().parse_known_args(list(argv))
-        overrides = OverridesParser.create().parse_overrides(args.overrides)
-    except (SystemExit, HydraException, ValueError):
+        overrides = override_parser().parse_overrides(args.overrides)
+    except (HydraException, ValueError):
         return None
     multirun = bool(args.multirun) or any(o.key_or_group == "hydra.mode" and o.value() == "MULTIRUN" for o in overrides)
     return overrides, multirun
@@ -335,18 +336,6 @@ def _group_choices(overrides: Sequence) -> Iterator[tuple[list[str], str]]:
         yield [*fixed, *combination], " ".join(combination or experiment)
 
 
-def _node(cfg, dotted: str):
-    """The config node at the dotted key (the root for ""), or None when there is no such key."""
-    from omegaconf import DictConfig
-
-    node = cfg
-    for part in filter(None, dotted.split(".")):
-        if not isinstance(node, DictConfig) or node._is_interpolation() or part not in node:
-            return None
-        node = node._get_node(part)
-    return node
-
-
 def _argument_hint(cfg, key: str, value: str) -> str | None:
     """For ``optimizer.NAME`` or ``scheduler.NAME`` missing from the config: how to set the argument NAME, when the
     group's class takes it (``+key=value``) or another option of the group does; None otherwise. (Validation
@@ -356,7 +345,7 @@ def _argument_hint(cfg, key: str, value: str) -> str | None:
     from hydra.utils import get_class
 
     group, _, name = key.partition(".")
-    if group not in ("optimizer", "scheduler") or "." in name or _node(cfg, f"{group}._target_") is None:
+    if group not in ("optimizer", "scheduler") or "." in name or config_node(cfg, f"{group}._target_") is None:
         return None
 
     def takes(target: str) -> bool:
@@ -365,7 +354,7 @@ def _argument_hint(cfg, key: str, value: str) -> str | None:
         except Exception:  # not importable: validation names it
             return False
 
-    target = str(_node(cfg, f"{group}._target_")._value())
+    target = str(raw_value(config_node(cfg, f"{group}._target_")))
     if takes(target):
         return (f"the {group} config ({target}) does not list {name}, which {target} takes as an argument: add it "
                 f"with +{key}={value}.")  # fmt: skip
@@ -384,26 +373,15 @@ def _closest_key(cfg, key: str) -> str | None:
     from omegaconf import DictConfig
 
     parent, _, name = key.rpartition(".")
-    siblings = _node(cfg, parent)
+    siblings = config_node(cfg, parent)
     if isinstance(siblings, DictConfig):
         close = difflib.get_close_matches(name, [str(k) for k in siblings.keys()], n=1, cutoff=0.6)
         if close:
             return f"{parent}.{close[0]}" if parent else close[0]
     group = key.split(".")[0]
-    scope = group + "." if "." in key and isinstance(_node(cfg, group), DictConfig) else ""
-    paths = [path for path in _dotted_keys(cfg)
-             if path.startswith(scope) and not isinstance(_node(cfg, path), DictConfig)]  # settings, not groups
+    scope = group + "." if "." in key and isinstance(config_node(cfg, group), DictConfig) else ""
+    paths = [path for path in dotted_keys(cfg)
+             if path.startswith(scope) and not isinstance(config_node(cfg, path), DictConfig)]  # settings, not groups
     close = difflib.get_close_matches(name, [path.rsplit(".", 1)[-1] for path in paths], n=1, cutoff=0.6)
     return next((path for path in paths if close and path.rsplit(".", 1)[-1] == close[0]), None)
 
-
-def _dotted_keys(cfg, prefix: str = "") -> Iterator[str]:
-    """Every key of the config, as dotted paths."""
-    from omegaconf import DictConfig
-
-    for key in cfg.keys():
-        path = f"{prefix}{key}"
-        yield path
-        child = cfg._get_node(key)
-        if isinstance(child, DictConfig) and not child._is_interpolation():
-            yield from _dotted_keys(child, path + ".")

@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 
 from node_experiments.models import ODEBlock
 from node_experiments.ode import record_stats
-from node_experiments.ode.arguments import DEFAULT_MAX_NUM_STEPS
+from node_experiments.ode.options import DEFAULT_MAX_NUM_STEPS
 from node_experiments.studies.trained_run import load_trained_run, solver_settings
 from node_experiments.training.run_logger import SUMMARY_FILE
 from node_experiments.tasks import to_device

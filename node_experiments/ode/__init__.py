@@ -28,7 +28,7 @@ Arguments, for all three:
   device. torchdiffeq's step callbacks (``callback_step``, ``callback_accept_step``, ``callback_reject_step`` and
   their ``_adjoint`` forms), defined on ``func``, are called around every step (``callbacks.py``).
 - ``y0`` is a floating-point tensor of any shape (0-dim included), or a tuple of them (then the result is a
-  tuple). A float16 or bfloat16 state is integrated in float32 (the field still sees its own dtype; ``arguments.py``
+  tuple). A float16 or bfloat16 state is integrated in float32 (the field still sees its own dtype; ``state.py``
   says why). ``t`` may have another floating dtype (e.g. float64 times beside a float32 state, as in torchdiffeq):
   the solver keeps times as 64-bit host floats whatever the dtypes, and gradients with respect to ``t`` come back
   in ``t``'s dtype.
@@ -69,7 +69,6 @@ gradients can be differentiated again.
 """
 
 from .adjoint import odeint_adjoint
-from .arguments import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS
 from .checkpoint import odeint_checkpoint
 from .errors import (
     InvalidArgumentError,
@@ -81,6 +80,7 @@ from .errors import (
 )
 from .event_solve import odeint_event
 from .gradients import GRADIENTS, gradient_strategy
+from .options import ADAPTIVE_METHODS, FIXED_STEP_METHODS, METHODS
 from .solve import odeint, odeint_dense
 from .stats import SolverStats, record_stats
 

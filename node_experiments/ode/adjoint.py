@@ -27,21 +27,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .arguments import (
-    Problem,
-    StateSpec,
-    check_options,
-    check_tolerance,
-    differentiated_params,
-    lookup_method,
-    method_tableau,
-    refuse_zero_tolerances,
-    wants_gradients,
-)
 from .callbacks import step_callbacks
 from .controllers import resolve_norm
 from .errors import refuse_double_backward
+from .options import check_options, lookup_method, method_tableau
+from .parameters import differentiated_params, wants_gradients
+from .problem import Problem, check_tolerance, refuse_zero_tolerances
 from .solve import FlatField, integrate, odeint, solve_problem
+from .state import StateSpec
 from .stats import report_solve
 
 

@@ -27,9 +27,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .arguments import Problem, differentiated_params, wants_gradients
+from .clock import Clock
 from .errors import InvalidArgumentError, refuse_double_backward
-from .runge_kutta import Clock, RungeKutta, StepTrace
+from .parameters import differentiated_params, wants_gradients
+from .problem import Problem
+from .runge_kutta import RungeKutta, StepTrace
 from .solve import FlatField, odeint, solve_problem
 from .stats import report_solve
 

@@ -1,7 +1,7 @@
 """``odeint``: the vector field seen from the integrator, and the dispatch of a checked problem to the one
 Runge-Kutta integrator.
 
-The arguments are checked first (``arguments.py``); the integrator (``runge_kutta.py``) then sees a flat 1-D state
+The arguments are checked first (``problem.py``); the integrator (``runge_kutta.py``) then sees a flat 1-D state
 integrated over an increasing variable ``s = sign * t``.
 """
 
@@ -12,19 +12,16 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .arguments import (
-    EventGrid,
-    Problem,
-    StateSpec,
-    adaptive_config,
-    fixed_grid,
-    max_num_steps,
-    needs_graph,
-)
 from .callbacks import StepCallbacks, step_callbacks
+from .clock import Clock
 from .errors import InvalidArgumentError, NonFiniteDerivativeError
 from .events import EventLocator
-from .runge_kutta import Clock, RungeKutta, StepTrace
+from .grids import EventGrid, fixed_grid
+from .options import adaptive_config, max_num_steps
+from .parameters import needs_graph
+from .problem import Problem
+from .runge_kutta import RungeKutta, StepTrace
+from .state import StateSpec
 from .stats import report_solve
 from .tableaus import ButcherTableau
 
