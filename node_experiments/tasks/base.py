@@ -5,11 +5,13 @@ differs between kinds of experiment lives in a ``Task``. To add an experiment:
 
 1. write a ``Task`` subclass (for example ``node_experiments/tasks/sequences.py``) that implements the methods
    below;
-2. write a ``configs/task/<name>.yaml`` holding ``_target_: <module>.<Class>`` (and any settings of the task,
-   read back from ``self.cfg.task``), plus the model/data groups it needs;
+2. write a ``configs/task/<name>.yaml`` holding ``_target_: <module>.<Class>`` and the task's settings, which are
+   the keyword arguments of its constructor (the validation boundary accepts exactly those keys), plus the
+   model/data groups it needs;
 3. write ``configs/experiment/<name>.yaml`` (``# @package _global_``) that picks those groups.
 
-The trainer builds the task as ``Class(cfg, device)`` with the whole composed config, then::
+The trainer builds the task as ``Class(cfg, device, **settings)`` with the whole composed config and the task
+group's other keys, then::
 
     model = task.build_model()                       # moved to the device by the trainer
     train_loader, eval_loader = task.dataloaders(generator)
@@ -129,9 +131,11 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def build_task(cfg: DictConfig, device: torch.device) -> Task:
-    """Instantiate the class named by ``cfg.task._target_`` as ``Class(cfg, device)`` (``node_experiments.validation``
-    has checked that it can be imported)."""
+    """Instantiate the class named by ``cfg.task._target_`` as ``Class(cfg, device, **settings)``, the settings being
+    the task group's other keys (``node_experiments.validation`` has checked that the class can be imported and
+    takes them)."""
     task_class = get_class(cfg.task._target_)
     if not issubclass(task_class, Task):
         raise TypeError(f"{task_class.__qualname__} is not a subclass of node_experiments.tasks.Task.")
-    return task_class(cfg, device)
+    settings = {key: value for key, value in cfg.task.items() if not str(key).startswith("_")}
+    return task_class(cfg, device, **settings)
