@@ -9,10 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import compose
 from node_experiments.errors import ConfigError
 from node_experiments.models import flows
+from node_experiments.tasks import build_task
 from node_experiments.validation import ODE_MODELS, validate
 from node_experiments.validation.signatures import arguments
 
@@ -25,6 +27,8 @@ class WideMLP(nn.Sequential):
 
     def __init__(self, in_channels: int, image_size: int, num_classes: int, hidden: int = 64, dropout: float = 0.0,
                  batch_norm: bool = False) -> None:
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout={dropout} must be a probability in [0, 1), e.g. dropout=0.5.")
         super().__init__(nn.Flatten(), nn.Linear(in_channels * image_size**2, hidden), nn.Dropout(dropout),
                          nn.ReLU(), nn.Linear(hidden, num_classes))
 '''
@@ -60,12 +64,24 @@ def test_a_new_argument_of_a_new_model_is_a_key_at_once(own_model: str) -> None:
         ("+model.batch_norm=1", "model.batch_norm=1: WideMLP's argument batch_norm must be true or false, e.g. "
          "model.batch_norm=true."),
         ("model.in_channels=3", "model.in_channels=3 does not match data.channels=1"),
+        ("model.dropout=abc", "model.dropout='abc': WideMLP's argument dropout must be a finite number, e.g. "
+         "model.dropout=0.0."),
+        ("+model.hidden=1.5", "model.hidden=1.5: WideMLP's argument hidden must be a whole number, e.g. model.hidden=64."),
     ],
 )  # fmt: skip
 def test_a_misspelt_missing_or_mistyped_argument_is_refused(own_model: str, override: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         validate(model_config(own_model, override))
     assert message.format(target=own_model) in str(error.value)
+
+
+def test_a_range_the_model_checks_itself_is_named_as_its_key(own_model: str) -> None:
+    """No rule of the boundary knows dropout's range; the model's own ValueError becomes the error naming the key."""
+    cfg = model_config(own_model, "model.dropout=1.5")
+    validate(cfg)
+    with pytest.raises(ConfigError, match=r"^model.dropout=1.5 must be a probability in \[0, 1\), e.g. model.dropout=0.5.$"):
+        build_task(cfg, torch.device("cpu")).build_model()
+    assert isinstance(build_task(model_config(own_model), torch.device("cpu")).build_model()[2], torch.nn.Dropout)
 
 
 def test_arguments_forwarded_to_the_base_class_are_keys() -> None:

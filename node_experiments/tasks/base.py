@@ -42,17 +42,20 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from hydra.utils import get_class
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..models.regularization import collect_penalties
+from ..validation import config_arguments
 
 
 class Task:
-    """One kind of experiment, as the trainer sees it. Subclasses implement the four methods below.
+    """One kind of experiment, as the trainer sees it. Subclasses implement the methods below (``build_model``
+    has a default).
 
     Attributes:
         cfg: the whole composed config (``cfg.task``, ``cfg.model``, ``cfg.data``, ...).
@@ -68,8 +71,13 @@ class Task:
         self.device = device
 
     def build_model(self) -> nn.Module:
-        """The network to train, built from the config (usually ``hydra.utils.instantiate(cfg.model)``)."""
-        raise NotImplementedError
+        """The network to train: the ``model`` group instantiated. A ``ValueError`` of the model's own, naming an
+        argument as ``name=value``, becomes the ``ConfigError`` naming ``model.name`` (``validation.config_arguments``)."""
+        with config_arguments("model", self.cfg.model):
+            try:
+                return instantiate(self.cfg.model, _convert_="all")
+            except InstantiationException as error:  # Hydra's wrapper around the constructor's own error
+                raise error.__cause__ if isinstance(error.__cause__, ValueError) else error from None
 
     def dataloaders(self, generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
         """The training and evaluation loaders.

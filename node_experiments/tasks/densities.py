@@ -24,7 +24,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
-from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -55,9 +54,6 @@ class FlowTask(Task):
         super().__init__(cfg, device)
         self.figure_samples, self.grid_points = int(figure_samples), int(grid_points)
         self.figure_fractions = [float(fraction) for fraction in figure_fractions]
-
-    def build_model(self) -> nn.Module:
-        return instantiate(self.cfg.model, _convert_="all")
 
     def sampler(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """``count`` samples of what the batches hold (base noise for density matching, data otherwise)."""

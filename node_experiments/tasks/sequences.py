@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.data import DataLoader
@@ -74,9 +73,6 @@ class SequenceTask(Task):
         self.objective, self.eval_seed = objective, eval_seed
         self.figure_spirals, self.figure_latent_spirals = figure_spirals, figure_latent_spirals
         self.latent_offsets = [float(offset) for offset in latent_offsets]
-
-    def build_model(self) -> nn.Module:
-        return instantiate(self.cfg.model, _convert_="all")
 
     def dataloaders(self, generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
         data = self.cfg.data

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .rules import Config, Rule, Schema, check_values, flag, missing_key, unknown_key
+from .rules import Config, Rule, Schema, check_values, flag, is_number, is_whole, missing_key, unknown_key
 
 # Keys a group may hold that are no argument of its _target_: Hydra's instantiate reads them.
 NOT_ARGUMENTS = {
@@ -57,9 +57,8 @@ def _keywords(parameters: Any) -> dict[str, inspect.Parameter]:
 
 def check_arguments(section: Config, group: str, target: Any, rules: Schema | None = None, name: str = "") -> None:
     """The keys of ``section`` (the config group ``group``, built by ``target``) against ``target``'s arguments: a
-    key no argument reads is refused, an argument without a default must be set, and a flag (an argument
-    annotated ``bool``) without a rule of its own must be true or false. ``name``: the target as the config
-    names it."""
+    key no argument reads is refused, an argument without a default must be set, and an argument without a rule
+    in ``rules`` is checked by its annotation (``_typed``). ``name``: the target as the config names it."""
     name = name or f"{target.__module__}.{target.__qualname__}"
     supplied = SUPPLIED.get(group, {})
     parameters = {key: p for key, p in arguments(target).items() if key not in supplied}
@@ -74,12 +73,21 @@ def check_arguments(section: Config, group: str, target: Any, rules: Schema | No
     for key in accepted:
         if key not in section and parameters[key].default is inspect.Parameter.empty:
             raise missing_key(group, key, rules.get(key), name)
-    flags = {key: _flag(name, key) for key in accepted if parameters[key].annotation in (bool, "bool") and key not in rules}
-    check_values(section, group, flags)
+    typed = {key: rule for key in accepted if key not in rules and (rule := _typed(name, key, parameters[key]))}
+    check_values(section, group, typed)
 
 
-def _flag(name: str, key: str) -> Rule:
-    return flag(f"{name.rpartition('.')[2]}'s argument {key}")
+def _typed(name: str, key: str, parameter: inspect.Parameter) -> Rule | None:
+    """The rule an argument's annotation gives where no rule of its own says more: ``bool`` true or false, ``int``
+    a whole number, ``float`` a finite number (the example: its default)."""
+    kind = getattr(parameter.annotation, "__name__", parameter.annotation)
+    meaning, default = f"{name.rpartition('.')[2]}'s argument {key}", parameter.default
+    if kind == "bool":
+        return flag(meaning)
+    if kind in ("int", "float"):
+        must_be, accepts = ("a whole number", is_whole) if kind == "int" else ("a finite number", is_number)
+        return Rule(meaning, must_be, accepts, 1 if default is None or default is parameter.empty else default)
+    return None
 
 
 def takes(target: Any, key: str) -> bool:
