@@ -28,6 +28,15 @@ from .augment import crop_padded, random_offsets
 from .idx import check_idx_split
 
 
+def image_dataset_class(dataset: str) -> type:
+    """The ``torchvision.datasets`` class named ``dataset``; a ``ValueError`` naming the argument when there is none."""
+    found = getattr(datasets, dataset, None)
+    if not isinstance(found, type):
+        raise ValueError(f"dataset={dataset!r} is not a torchvision.datasets class: use one with the MNIST layout, "
+                         "e.g. dataset=MNIST or dataset=FashionMNIST.")  # fmt: skip
+    return found
+
+
 def load_image_dataset(
     dataset: str,
     root: str | Path,
@@ -42,13 +51,7 @@ def load_image_dataset(
     The split's IDX files are checked first (and again after a failed read, in case it downloaded them), labels
     against ``num_classes`` when it is given.
     """
-    name = dataset
-    dataset_class = getattr(datasets, name, None)
-    if not isinstance(dataset_class, type):
-        raise ValueError(
-            f"dataset={name!r} is not a torchvision.datasets class: use one with the MNIST layout, e.g. "
-            "dataset=MNIST or dataset=FashionMNIST."
-        )
+    name, dataset_class = dataset, image_dataset_class(dataset)
     root = Path(root).expanduser().resolve()
     folder = root / name / "raw"
     copy = f"or point data.root at a folder that holds a copy (with {name}/raw/*-ubyte inside): data.root=/path/to/data."

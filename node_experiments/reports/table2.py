@@ -196,7 +196,7 @@ def figures(grid: Grid, out: Path, n_obs: int) -> list[Path]:
         run = load_trained_run(folders[experiment], torch.device("cpu"), key="run folder")
         task = run.task(torch.device("cpu"))
         _, test_loader = task.dataloaders(torch.Generator())
-        batch = task.example_batch(test_loader, task.cfg.task.figure_spirals)
+        batch = task.example_batch(test_loader, task.figure_spirals)
         with torch.no_grad():
             predictions[name] = task.predict(run.model, batch, test_loader)
         if experiment == "spiral_latent_ode":

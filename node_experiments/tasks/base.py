@@ -5,11 +5,13 @@ differs between kinds of experiment lives in a ``Task``. To add an experiment:
 
 1. write a ``Task`` subclass (for example ``node_experiments/tasks/sequences.py``) that implements the methods
    below;
-2. write a ``configs/task/<name>.yaml`` holding ``_target_: <module>.<Class>`` (and any settings of the task,
-   read back from ``self.cfg.task``), plus the model/data groups it needs;
+2. write a ``configs/task/<name>.yaml`` holding ``_target_: <module>.<Class>`` and the task's settings, which are
+   the keyword arguments of its constructor (the validation boundary accepts exactly those keys), plus the
+   model/data groups it needs;
 3. write ``configs/experiment/<name>.yaml`` (``# @package _global_``) that picks those groups.
 
-The trainer builds the task as ``Class(cfg, device)`` with the whole composed config, then::
+The trainer builds the task as ``Class(cfg, device, **settings)`` with the whole composed config and the task
+group's other keys, then::
 
     model = task.build_model()                       # moved to the device by the trainer
     train_loader, eval_loader = task.dataloaders(generator)
@@ -40,17 +42,20 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from hydra.utils import get_class
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..models.regularization import collect_penalties
+from ..validation import config_arguments
 
 
 class Task:
-    """One kind of experiment, as the trainer sees it. Subclasses implement the four methods below.
+    """One kind of experiment, as the trainer sees it. Subclasses implement the methods below (``build_model``
+    has a default).
 
     Attributes:
         cfg: the whole composed config (``cfg.task``, ``cfg.model``, ``cfg.data``, ...).
@@ -66,8 +71,13 @@ class Task:
         self.device = device
 
     def build_model(self) -> nn.Module:
-        """The network to train, built from the config (usually ``hydra.utils.instantiate(cfg.model)``)."""
-        raise NotImplementedError
+        """The network to train: the ``model`` group instantiated. A ``ValueError`` of the model's own, naming an
+        argument as ``name=value``, becomes the ``ConfigError`` naming ``model.name`` (``validation.config_arguments``)."""
+        with config_arguments("model", self.cfg.model):
+            try:
+                return instantiate(self.cfg.model, _convert_="all")
+            except InstantiationException as error:  # Hydra's wrapper around the constructor's own error
+                raise error.__cause__ if isinstance(error.__cause__, ValueError) else error from None
 
     def dataloaders(self, generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
         """The training and evaluation loaders.
@@ -129,9 +139,11 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def build_task(cfg: DictConfig, device: torch.device) -> Task:
-    """Instantiate the class named by ``cfg.task._target_`` as ``Class(cfg, device)`` (``node_experiments.validation``
-    has checked that it can be imported)."""
+    """Instantiate the class named by ``cfg.task._target_`` as ``Class(cfg, device, **settings)``, the settings being
+    the task group's other keys (``node_experiments.validation`` has checked that the class can be imported and
+    takes them)."""
     task_class = get_class(cfg.task._target_)
     if not issubclass(task_class, Task):
         raise TypeError(f"{task_class.__qualname__} is not a subclass of node_experiments.tasks.Task.")
-    return task_class(cfg, device)
+    settings = {key: value for key, value in cfg.task.items() if not str(key).startswith("_")}
+    return task_class(cfg, device, **settings)

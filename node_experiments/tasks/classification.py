@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import nn
 
 from ..data.images import DeviceBatches, image_classification_loaders
@@ -18,9 +17,6 @@ class ClassificationTask(Task):
     """Classify images of a torchvision data set (``data`` group) with the ``model`` group's network."""
 
     best_metric = ("error", "min")  # Table 1's test error
-
-    def build_model(self) -> nn.Module:
-        return instantiate(self.cfg.model, _convert_="all")
 
     def dataloaders(self, generator: torch.Generator) -> tuple[DeviceBatches, DeviceBatches]:
         with config_arguments("data", self.cfg.data):

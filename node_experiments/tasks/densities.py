@@ -19,11 +19,11 @@ after the last epoch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
-from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -40,8 +40,20 @@ class FlowTask(Task):
     ``log_prob`` for maximum likelihood (a planar NF's ``direction``); ``node_experiments.validation`` checks it.
     """
 
-    def build_model(self) -> nn.Module:
-        return instantiate(self.cfg.model, _convert_="all")
+    def __init__(
+        self,
+        cfg: Any,
+        device: torch.device,
+        *,
+        figure_samples: int = 20000,
+        grid_points: int = 120,
+        figure_fractions: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    ) -> None:
+        """The figures show ``figure_samples`` samples, densities on ``grid_points`` x ``grid_points`` points, and
+        samples carried from noise (0) to data (1) at each of ``figure_fractions``."""
+        super().__init__(cfg, device)
+        self.figure_samples, self.grid_points = int(figure_samples), int(grid_points)
+        self.figure_fractions = [float(fraction) for fraction in figure_fractions]
 
     def sampler(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """``count`` samples of what the batches hold (base noise for density matching, data otherwise)."""
@@ -89,7 +101,7 @@ class FlowTask(Task):
     def figures(self, model: nn.Module, loader: Any) -> dict[str, Figure]:
         """The target or data, the learned density and samples of it; and samples carried from noise to data."""
         points, extent = self.grid()
-        n = int(self.cfg.task.grid_points)
+        n = self.grid_points
         with torch.no_grad():
             samples = model.sample(self.base_samples(model))
         figure, axes = plt.subplots(1, 3, figsize=(9, 3.2))
@@ -103,7 +115,7 @@ class FlowTask(Task):
 
     def grid(self) -> tuple[torch.Tensor, list[float]]:
         """Points (n*n, 2) on the plotting window, and its extent for imshow."""
-        limit, points = float(self.cfg.data.plot_limit), int(self.cfg.task.grid_points)
+        limit, points = float(self.cfg.data.plot_limit), self.grid_points
         axis = torch.linspace(-limit, limit, points)
         ys, xs = torch.meshgrid(axis, axis, indexing="ij")
         return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1), [-limit, limit, -limit, limit]
@@ -116,15 +128,15 @@ class FlowTask(Task):
     @torch.no_grad()
     def base_samples(self, model: Flow) -> torch.Tensor:
         generator = torch.Generator().manual_seed(int(self.cfg.data.eval_seed) + 1)
-        noise = torch.randn(int(self.cfg.task.figure_samples), model.base_dim, generator=generator)
+        noise = torch.randn(self.figure_samples, model.base_dim, generator=generator)
         return (noise * model.base_std).to(self.device)
 
     def noise_to_data(self, model: Flow) -> Figure:
         """Samples and density at several fractions of the way from noise (0) to data (1): CNF time t / t1,
         or NF layers k / K (the paper's Figure 6 for the CNF)."""
-        fractions = [float(f) for f in self.cfg.task.figure_fractions]
+        fractions = self.figure_fractions
         points, extent = self.grid()
-        n = int(self.cfg.task.grid_points)
+        n = self.grid_points
         with torch.no_grad():
             carried = model.trajectory(self.base_samples(model), fractions)
         figure, axes = plt.subplots(2, len(fractions), figsize=(2.6 * len(fractions), 5.4), squeeze=False)
@@ -163,8 +175,8 @@ class DensityMatchingTask(FlowTask):
 
     figure_name = "density_matching"
 
-    def __init__(self, cfg: Any, device: torch.device) -> None:
-        super().__init__(cfg, device)
+    def __init__(self, cfg: Any, device: torch.device, **settings: Any) -> None:
+        super().__init__(cfg, device, **settings)
         self.energy = energy(cfg.data.target)
         self.log_z = log_normaliser(cfg.data.target)
 
@@ -177,7 +189,7 @@ class DensityMatchingTask(FlowTask):
         return loss, {"kl": loss.detach() + self.log_z}
 
     def draw_reference(self, axis: Any, points: torch.Tensor, extent: list[float]) -> None:
-        n = int(self.cfg.task.grid_points)
+        n = self.grid_points
         show_density(axis, (-self.energy(points)).exp().reshape(n, n), extent)
         axis.set_title(f"target exp(-{self.cfg.data.target})")
 
@@ -186,8 +198,8 @@ class MaximumLikelihoodTask(FlowTask):
     """Fit a flow to samples of ``data.dataset`` (``node_experiments.data.toys``) by maximum likelihood (Figure 5,
     FFJORD's toys)."""
 
-    def __init__(self, cfg: Any, device: torch.device) -> None:
-        super().__init__(cfg, device)
+    def __init__(self, cfg: Any, device: torch.device, **settings: Any) -> None:
+        super().__init__(cfg, device, **settings)
         self.sampler = dataset_sampler(cfg.data.dataset, **cfg.data.sampler)
 
     def batch_loss(self, model: Flow, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -206,6 +218,6 @@ class MaximumLikelihoodTask(FlowTask):
         return {**super().summary(history), **entropy}
 
     def draw_reference(self, axis: Any, points: torch.Tensor, extent: list[float]) -> None:
-        count, seed = int(self.cfg.task.figure_samples), int(self.cfg.data.eval_seed)
+        count, seed = self.figure_samples, int(self.cfg.data.eval_seed)
         scatter(axis, self.sampler(count, torch.Generator().manual_seed(seed)), extent)
         axis.set_title(f"data ({self.cfg.data.dataset})")

@@ -28,10 +28,10 @@ on each of these sets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.data import DataLoader
@@ -53,8 +53,26 @@ class SequenceTask(Task):
 
     best_metric = ("rmse_extrapolation_clean", "min")  # the RMSE of the published Table 2
 
-    def build_model(self) -> nn.Module:
-        return instantiate(self.cfg.model, _convert_="all")
+    def __init__(
+        self,
+        cfg: Any,
+        device: torch.device,
+        *,
+        objective: str = "reconstruct",
+        eval_seed: int = 0,
+        figure_spirals: int = 4,
+        figure_latent_spirals: int = 100,
+        latent_offsets: Sequence[float] = (-2, -1, 0, 1, 2),
+    ) -> None:
+        """``objective``: ``reconstruct`` or ``forecast`` (module docstring); ``eval_seed`` seeds the test ELBO's
+        posterior samples; the figures show ``figure_spirals`` test spirals' predictions, ``figure_latent_spirals``
+        spirals' latent trajectories, and one latent dimension moved by each of ``latent_offsets`` (in stds)."""
+        super().__init__(cfg, device)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective={objective!r} is not a training objective: use one of {', '.join(OBJECTIVES)}.")
+        self.objective, self.eval_seed = objective, eval_seed
+        self.figure_spirals, self.figure_latent_spirals = figure_spirals, figure_latent_spirals
+        self.latent_offsets = [float(offset) for offset in latent_offsets]
 
     def dataloaders(self, generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
         data = self.cfg.data
@@ -72,7 +90,7 @@ class SequenceTask(Task):
 
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         observations, obs_times = batch["observations"], batch["obs_times"]
-        forecast = self.cfg.task.get("objective", "reconstruct") == "forecast"
+        forecast = self.objective == "forecast"
         future = (batch["following"], obs_times + self.following_start) if forecast else ()
         return add_regularization(model, *model.loss(observations, obs_times, *future))
 
@@ -81,7 +99,7 @@ class SequenceTask(Task):
         sums: dict[str, float] = {}
         spirals = 0
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.task.eval_seed)
+            torch.manual_seed(self.eval_seed)
             for batch in loader:
                 batch = to_device(batch, self.device)
                 size = batch["observations"].shape[0]
@@ -128,19 +146,18 @@ class SequenceTask(Task):
 
     @torch.no_grad()
     def figures(self, model: nn.Module, loader: DataLoader) -> dict[str, Figure]:
-        settings = self.cfg.task
-        batch = self.example_batch(loader, settings.figure_spirals)
+        batch = self.example_batch(loader, self.figure_spirals)
         label = "Latent ODE" if isinstance(model, LatentODE) else "RNN"
         figures = {"predictions": predictions_figure(batch, {label: self.predict(model, batch, loader)})}
         if isinstance(model, LatentODE):
-            latent_batch = self.example_batch(loader, settings.figure_latent_spirals)
+            latent_batch = self.example_batch(loader, self.figure_latent_spirals)
             times = loader.dataset.times.to(self.device)
             z0 = model.posterior(latent_batch["observations"], latent_batch["obs_times"]).mean
             paths = model.latent_path(z0, times.expand(z0.shape[0], -1))
             figures["latent_trajectories"] = latent_trajectories_figure(
                 paths, latent_batch["clockwise"], loader.dataset.spirals.window
             )
-            offsets = torch.tensor(list(settings.latent_offsets), device=self.device)
+            offsets = torch.tensor(self.latent_offsets, device=self.device)
             figures["latent_dimensions"] = latent_dimensions_figure(vary_latent(model, z0, times, offsets), offsets)
         return figures
 
