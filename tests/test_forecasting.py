@@ -88,7 +88,7 @@ def test_the_forecast_objective_trains_on_the_following_window() -> None:
         model = task.build_model()
         loss, _ = task.training_step(model, batch)
         shifted, _ = task.training_step(model, {**batch, "following": batch["following"] + 1.0})
-        assert (float(loss) != float(shifted)) == moves
+        assert (float(loss.detach()) != float(shifted.detach())) == moves
 
 
 def test_latent_gaps_are_in_units_of_the_codes_spread() -> None:
