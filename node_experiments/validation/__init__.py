@@ -41,19 +41,14 @@ from .schema import (
 from .signatures import check_arguments, takes
 from .solver import check_solver
 
-__all__ = ["ENERGY_DATA", "MODELS", "ODE_MODELS", "REGULARIZATION", "SAMPLERS", "SAMPLE_DATA", "SPIRAL_DATA",
-           "check_solver", "config_arguments", "validate"]  # fmt: skip
+__all__ = ["ENERGY_DATA", "MODELS", "REGULARIZATION", "SAMPLERS", "SAMPLE_DATA", "SPIRAL_DATA",
+           "check_solver", "config_arguments", "solves_an_ode", "validate"]  # fmt: skip
 BUILT = {"optimizer": "torch.optim.Optimizer", "scheduler": "torch.optim.lr_scheduler.LRScheduler"}  # and their bases
 
 
-class _ModelsThatSolve:
-    """The model classes (``model._target_``) that solve an ODE: those whose constructor takes ``solver``."""
-
-    def __contains__(self, target: object) -> bool:
-        return takes(_import(target, "model._target_"), "solver")
-
-
-ODE_MODELS = _ModelsThatSolve()
+def solves_an_ode(target: object) -> bool:
+    """Whether the model class ``target`` (``model._target_``) solves an ODE: its constructor takes ``solver``."""
+    return takes(_import(target, "model._target_"), "solver")
 
 
 def validate(cfg: DictConfig | Config) -> None:
@@ -171,7 +166,7 @@ def _check_model_values(config: Config) -> None:
 def _check_solver_group(config: Config) -> None:
     """A model that solves an ODE (one whose constructor takes ``solver``) gets the solver group; no other does."""
     target = config["model"]["_target_"]
-    solves = target in ODE_MODELS
+    solves = solves_an_ode(target)
     if solves and ("solver" not in config["model"] or "solver" not in config):
         raise ConfigError(
             f"model._target_={show(target)} solves an ODE but the config has no solver settings: its model config "
