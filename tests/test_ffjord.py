@@ -178,3 +178,18 @@ def test_node_report_beyond_tabulates_the_toys(toy_sweep: Path, tmp_path: Path,
     assert len(comparisons) == len(TOYS) and all(row[1] == "K=0.01" and row[5] in ("yes", "no") for row in comparisons)
     for name in ("beyond_nfe.png", "beyond_time.png", "beyond_densities.png"):
         assert (tmp_path / name).stat().st_size > 5_000 and f"wrote {tmp_path / name}" in printed.err
+
+
+@pytest.mark.e2e
+def test_the_density_figure_reads_the_model_beside_the_records(toy_sweep: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """Records keep no checkpoint; ``node-report model-state`` writes the model beside them, which the figure reads."""
+    records = tmp_path / "records"
+    assert report_main(["records", str(toy_sweep), str(records)]) == 0
+    figures = tmp_path / "figures"
+    assert report_main(["beyond", str(records), "--figures", str(figures)]) == 1
+    assert "holds no checkpoints/last.pt and no model.pt" in capsys.readouterr().err
+    for run in sorted(path for path in toy_sweep.iterdir() if path.is_dir()):
+        assert report_main(["model-state", str(run), str(records / run.name / "model.pt")]) == 0
+    assert report_main(["beyond", str(records), "--figures", str(figures)]) == 0
+    assert (figures / "beyond_densities.png").stat().st_size > 5_000

@@ -167,6 +167,6 @@ def test_flows_from_records_names_what_needs_the_checkpoints(tmp_path: Path, cap
                                       "final_loss": -0.862, "test_kl": 1.015, "train_time_s": 11.0})  # fmt: skip
     figures = tmp_path / "figures"
     assert main(["flows", str(tmp_path / "records"), "--figures", str(figures)]) == 1
-    assert "holds no checkpoints/last.pt (run records keep none)" in capsys.readouterr().err
+    assert "holds no checkpoints/last.pt and no model.pt" in capsys.readouterr().err
     assert main(["flows", str(tmp_path / "records"), "--figures", str(figures), "--no-densities"]) == 0
     assert "| U1 | -0.862 (1.015) |" in capsys.readouterr().out and (figures / "figure4_loss.png").is_file()

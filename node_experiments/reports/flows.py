@@ -30,6 +30,7 @@ from ..data.densities import energy, log_normaliser
 from ..errors import ReportError
 from ..training.checkpoint import CHECKPOINT_DIR, LAST, load_checkpoint
 from . import Report
+from .model_state import MODEL_STATE_FILE
 from .runs import check_folders, finished_runs, nothing_found, run_config
 
 KINDS = ("NF", "CNF")
@@ -112,12 +113,16 @@ def loss_figure(runs: list[Run]) -> plt.Figure:
 
 @torch.no_grad()
 def learned_density(folder: Path, points: torch.Tensor) -> torch.Tensor:
-    """exp(log q) on ``points`` of the model in the last checkpoint of the run in ``folder``."""
+    """exp(log q) on ``points`` of the model in the last checkpoint of the run in ``folder``, or in the model file
+    that ``node-report model-state`` wrote beside the run's records (``model.pt``)."""
     path = folder / CHECKPOINT_DIR / LAST
     if not path.is_file():
-        raise ReportError(f"{folder} holds no {CHECKPOINT_DIR}/{LAST} (run records keep none), and the density "
-                          "figure reloads each run's model: give the run folders, or add --no-densities.")
-    checkpoint = load_checkpoint(path)
+        path = folder / MODEL_STATE_FILE
+    if not path.is_file():
+        raise ReportError(f"{folder} holds no {CHECKPOINT_DIR}/{LAST} and no {MODEL_STATE_FILE}, and the density "
+                          "figure reloads each run's model: give the run folders, write the model beside the "
+                          f"records (node-report model-state RUN {folder / MODEL_STATE_FILE}), or add --no-densities.")
+    checkpoint = load_checkpoint(path, key="RUN", required=("model", "config"))
     model = instantiate(OmegaConf.create(checkpoint["config"]).model, _convert_="all")
     model.load_state_dict(checkpoint["model"])
     model.eval()

@@ -25,6 +25,7 @@ from . import Report
 from .records import neutral
 
 MIB = 2**20
+MODEL_STATE_FILE = "model.pt"  # the name the reports look for beside a run's records
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
