@@ -126,7 +126,7 @@ def learned_density(folder: Path, points: torch.Tensor) -> torch.Tensor:
     model = instantiate(OmegaConf.create(checkpoint["config"]).model, _convert_="all")
     model.load_state_dict(checkpoint["model"])
     model.eval()
-    return torch.cat([model.log_prob(chunk).exp() for chunk in points.split(4096)])
+    return model.density(points)
 
 
 def density_figure(runs: list[Run], limit: float = 4.0, resolution: int = 100) -> plt.Figure:

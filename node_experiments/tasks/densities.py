@@ -120,10 +120,8 @@ class FlowTask(Task):
         ys, xs = torch.meshgrid(axis, axis, indexing="ij")
         return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1), [-limit, limit, -limit, limit]
 
-    @torch.no_grad()
     def model_density(self, model: Flow, points: torch.Tensor, fraction: float = 1.0) -> torch.Tensor:
-        chunks = [model.log_prob(chunk.to(self.device), fraction).exp().cpu() for chunk in points.split(4096)]
-        return torch.cat(chunks)
+        return model.density(points.to(self.device), fraction).cpu()
 
     @torch.no_grad()
     def base_samples(self, model: Flow) -> torch.Tensor:
