@@ -21,6 +21,7 @@ from node_experiments.data.toys import (
     dataset_sampler,
 )
 from node_experiments.models.ffjord import FFJORD, ConcatSquashLinear
+from node_experiments.reports.beyond import Run, comparison_table, groups
 from node_experiments.reports.cli import main as report_main
 from node_experiments.tasks.base import build_task
 
@@ -190,7 +191,7 @@ def test_node_report_beyond_tabulates_the_toys(toy_sweep: Path, tmp_path: Path,
     pinwheel = next(row for row in toy_rows if row[0] == "pinwheel")
     assert pinwheel[5:7] == ["unknown", "-"] and pinwheel[3] == "2"  # two iterations of debug=quick
     comparisons = [row for row in rows if row[0].startswith("ffjord_")]
-    assert len(comparisons) == len(TOYS) and all(row[1] == "K=0.01" and row[5] in ("yes", "no") for row in comparisons)
+    assert len(comparisons) == len(TOYS) and all(row[1] == "K=0.01" and row[3] == "0" and row[6] in ("yes", "no") for row in comparisons)
     for name in ("beyond_nfe.png", "beyond_time.png", "beyond_densities.png"):
         assert (tmp_path / name).stat().st_size > 5_000 and f"wrote {tmp_path / name}" in printed.err
 
@@ -208,3 +209,14 @@ def test_the_density_figure_reads_the_model_beside_the_records(toy_sweep: Path, 
         assert report_main(["model-state", str(run), str(records / run.name / "model.pt")]) == 0
     assert report_main(["beyond", str(records), "--figures", str(figures)]) == 0
     assert (figures / "beyond_densities.png").stat().st_size > 5_000
+
+
+def test_a_variant_is_compared_on_the_seeds_both_have() -> None:
+    """A plain run of a seed the variant lacks stays out of the comparison (the issue's "same seeds and steps")."""
+    def run(variant: str, seed: int, nfe: float, error: float) -> Run:
+        summary = {"nfe_forward": nfe, "nfe_backward": 20.0, "test_error": error}
+        return Run(Path("."), "mnist_odenet", variant, seed, 3, summary, [])
+
+    runs = [run("plain", 0, 22.0, 0.020), run("plain", 1, 30.0, 0.010), run("K=0.01", 0, 20.0, 0.018)]
+    table = comparison_table(groups(runs))
+    assert table[2] == "| mnist_odenet | K=0.01 | 3 | 0 | 1.05x | -0.20 pp | yes |"

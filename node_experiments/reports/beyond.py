@@ -154,12 +154,16 @@ def odenet_table(grouped: dict[Group, list[Run]]) -> list[str]:
 
 
 def comparison_table(grouped: dict[Group, list[Run]]) -> list[str]:
-    """Each variant against the plain runs of its experiment and length: NFE ratio, metric change, criteria."""
+    """Each variant against the plain runs of its experiment and length, on the seeds both have (the issue's "same
+    seeds and steps"): NFE ratio, metric change, criteria."""
     rows = []
-    for (experiment, name, epochs), runs in grouped.items():
-        plain = grouped.get((experiment, "plain", epochs))
-        if name == "plain" or not plain:
+    for (experiment, name, epochs), variant_runs in grouped.items():
+        plain_runs = grouped.get((experiment, "plain", epochs), [])
+        seeds = {run.seed for run in variant_runs} & {run.seed for run in plain_runs}
+        if name == "plain" or not seeds:
             continue
+        runs = [run for run in variant_runs if run.seed in seeds]
+        plain = [run for run in plain_runs if run.seed in seeds]
         ratio = mean(run.nfe for run in plain) / mean(run.nfe for run in runs)
         if experiment.startswith("ffjord_"):
             change = _mean(runs, "test_nll") - _mean(plain, "test_nll")
@@ -169,8 +173,9 @@ def comparison_table(grouped: dict[Group, list[Run]]) -> list[str]:
             change = 100 * (_mean(runs, "test_error") - _mean(plain, "test_error"))
             shown = f"{change:+.2f} pp"
             holds = ratio > 1 and change <= ODENET_ERROR_SLACK
-        rows.append([experiment, name, str(epochs), f"{ratio:.2f}x", shown, "yes" if holds else "no"])
-    header = ["Experiment", "Variant", "Epochs", "NFE plain / variant", "Metric change", "Criterion holds"]
+        seed_list = ", ".join(map(str, sorted(seeds)))
+        rows.append([experiment, name, str(epochs), seed_list, f"{ratio:.2f}x", shown, "yes" if holds else "no"])
+    header = ["Experiment", "Variant", "Epochs", "Seeds", "NFE plain / variant", "Metric change", "Criterion holds"]
     return _table(header, rows) if rows else []
 
 

@@ -28,7 +28,7 @@ from ..errors import ReportError
 from . import Report
 
 BEGIN, END = "<!-- node-report ", "<!-- end node-report -->"
-BLOCK_REPORTS = ("table1", "table2", "figure3", "figure3d", "flows")
+BLOCK_REPORTS = ("table1", "table2", "figure3", "figure3d", "flows", "beyond")
 
 
 @dataclass
