@@ -191,11 +191,15 @@ NOTES = [
 
 
 def curves_figure(grouped: dict[Group, list[Run]], value: str, label: str) -> plt.Figure:
-    """``value`` of each epoch's record against the epoch: a panel per experiment, a line per variant and length
-    (the mean over seeds)."""
+    """``value`` of each epoch's record against the epoch: a panel per experiment (four to a row), a line per
+    variant and length (the mean over seeds)."""
     experiments = sorted({experiment for experiment, _, _ in grouped})
-    figure, axes = plt.subplots(1, len(experiments), figsize=(3.4 * len(experiments), 3.0), squeeze=False)
-    for axis, experiment in zip(axes[0], experiments):
+    columns = min(4, len(experiments))
+    rows = -(-len(experiments) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.0 * rows), squeeze=False)
+    for axis in axes.flat[len(experiments):]:
+        axis.set_visible(False)
+    for axis, experiment in zip(axes.flat, experiments):
         for (name_experiment, name, epochs), runs in sorted(grouped.items()):
             if name_experiment != experiment:
                 continue
@@ -209,7 +213,8 @@ def curves_figure(grouped: dict[Group, list[Run]], value: str, label: str) -> pl
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    axes[0, 0].set_ylabel(label)
+    for row in axes:
+        row[0].set_ylabel(label)
     figure.tight_layout()
     return figure
 
