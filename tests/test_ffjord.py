@@ -191,7 +191,8 @@ def test_node_report_beyond_tabulates_the_toys(toy_sweep: Path, tmp_path: Path,
     pinwheel = next(row for row in toy_rows if row[0] == "pinwheel")
     assert pinwheel[5:7] == ["unknown", "-"] and pinwheel[3] == "2"  # two iterations of debug=quick
     comparisons = [row for row in rows if row[0].startswith("ffjord_")]
-    assert len(comparisons) == len(TOYS) and all(row[1] == "K=0.01" and row[3] == "0" and row[6] in ("yes", "no") for row in comparisons)
+    assert len(comparisons) == len(TOYS)
+    assert all(row[1] == "K=0.01" and row[3] == "0" and row[6] in ("yes", "no") for row in comparisons)
     for name in ("beyond_nfe.png", "beyond_time.png", "beyond_densities.png"):
         assert (tmp_path / name).stat().st_size > 5_000 and f"wrote {tmp_path / name}" in printed.err
 

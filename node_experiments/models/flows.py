@@ -292,10 +292,12 @@ class CNF(Flow):
         return joint - normal_log_prob(state[:, self.dim :], self.base_std) if self.augment_dim else joint
 
     def density(self, points: torch.Tensor, fraction: float = 1.0, chunk: int = 4096) -> torch.Tensor:
-        """As ``Flow.density``, with the exact trace whatever the flow trains with: Hutchinson's estimate is
-        unbiased for a mean over samples (the NLL), but its noise differs from point to point and would speckle a
-        picture (FFJORD's toy figures use the exact divergence too); in 2-D the exact trace is two products."""
+        """As ``Flow.density``, with the exact trace in place of Hutchinson's: the estimate is unbiased for a mean
+        over samples (the NLL), but its noise differs from point to point and would speckle a picture (FFJORD's
+        toy script computes the exact divergence by default); in 2-D the exact trace is two products."""
         trained_with = self.dynamics.trace
+        if trained_with != "hutchinson":  # exact or closed form already
+            return super().density(points, fraction, chunk)
         self.dynamics.trace = "exact"
         try:
             return super().density(points, fraction, chunk)

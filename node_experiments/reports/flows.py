@@ -111,7 +111,6 @@ def loss_figure(runs: list[Run]) -> plt.Figure:
     return figure
 
 
-@torch.no_grad()
 def learned_density(folder: Path, points: torch.Tensor) -> torch.Tensor:
     """exp(log q) on ``points`` of the model in the last checkpoint of the run in ``folder``, or in the model file
     that ``node-report model-state`` wrote beside the run's records (``model.pt``)."""
